@@ -1,0 +1,196 @@
+"""The `fleetdesk` command. Every failure a person can fix ends with one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from db import cluster, migrate
+from db.config import PROJECT_ROOT, database_target
+from db.errors import DatabaseSetupError
+from db.session import make_engine, session_scope
+from services.errors import FleetdeskError
+
+
+class CommandError(Exception):
+    """Stops the command with this one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise CommandError(f"{message} (see `{self.prog} --help`)")
+
+
+def _up_target():
+    """The configured database, started first when it is the embedded one."""
+    target = database_target()
+    if target.embedded:
+        cluster.start()
+    return target
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    target = database_target()
+    if args.action == "start":
+        if not target.embedded:
+            print(f"DATABASE_URL is set: using {target.masked}; no embedded cluster is started")
+            return
+        print(f"database: {cluster.start()}")
+    elif args.action == "stop":
+        print(f"database: {cluster.stop() if target.embedded else 'DATABASE_URL is set; nothing to stop'}")
+    elif args.action == "status":
+        _print_status(target)
+    elif args.action == "migrate":
+        target = _up_target()
+        _migrate(target)
+        print(f"database: migrated to {migrate.head_revision()}")
+    elif args.action == "reset":
+        if not target.embedded and not args.yes:
+            raise CommandError(f"this would erase everything in {target.masked}; add --yes to do it")
+        target = _up_target()
+        if target.embedded:
+            cluster.drop_database(target.url.database)
+            cluster.ensure_database(target.url.database)
+        else:
+            engine = make_engine(target.url)
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            engine.dispose()
+        _migrate(target)
+        print(f"database: {target.url.database} emptied and migrated to {migrate.head_revision()}")
+
+
+def _print_status(target) -> None:
+    engine = make_engine(target.url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        up = "up"
+    except OperationalError:
+        up = "down"
+    finally:
+        engine.dispose()
+    print(f"status: {up}")
+    print(f"url: {target.masked}")
+    if up == "down":
+        raise SystemExit(3)
+
+
+def _migrate(target) -> None:
+    try:
+        migrate.upgrade(target.url)
+    except OperationalError as exc:
+        raise CommandError(_unreachable(target)) from exc
+
+
+def _unreachable(target) -> str:
+    if target.embedded:
+        return f"cannot reach the embedded database at {target.masked}; run `fleetdesk db start`"
+    return f"cannot reach DATABASE_URL {target.masked}; check that the server is up and the URL is right"
+
+
+def _require_migrated(target) -> None:
+    try:
+        current = migrate.current_revision(target.url)
+    except OperationalError as exc:
+        raise CommandError(_unreachable(target)) from exc
+    if current != migrate.head_revision():
+        raise CommandError(
+            f"the database is at migration {current or 'none'}, not {migrate.head_revision()}; "
+            "run `fleetdesk db migrate`"
+        )
+
+
+def cmd_demo_data(args: argparse.Namespace) -> None:
+    from data.demo import DemoSpec, load_demo
+
+    spec = DemoSpec(branches=args.branches, vehicles=args.vehicles, history_days=args.history_days, seed=args.seed)
+    spec.validate()
+    target = _up_target()
+    _require_migrated(target)
+    engine = make_engine(target.url)
+    try:
+        with session_scope(engine) as session:
+            report = load_demo(session, spec, force=args.force)
+    finally:
+        engine.dispose()
+    print(report)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    target = _up_target()
+    _require_migrated(target)
+    env = {**os.environ}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "streamlit_app.py"),
+        "--server.port", str(args.port), "--server.address", args.host, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]
+    print(f"Fleetdesk is served on http://localhost:{args.port}", flush=True)
+    raise SystemExit(subprocess.call(command, env=env, cwd=PROJECT_ROOT))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fleetdesk", description="Fleetdesk operations console.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    db = sub.add_parser("db", help="the database: start, stop, status, migrate, reset")
+    db.add_argument("action", choices=["start", "stop", "status", "migrate", "reset"])
+    db.add_argument("--yes", action="store_true", help="confirm a reset of a database named by DATABASE_URL")
+    db.set_defaults(func=cmd_db)
+
+    demo = sub.add_parser("demo-data", help="load a deterministic demo rental company")
+    demo.add_argument("--branches", type=int, default=40)
+    demo.add_argument("--vehicles", type=int, default=2000)
+    demo.add_argument("--history-days", type=int, default=365)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--force", action="store_true", help="replace demo data that is already loaded")
+    demo.set_defaults(func=cmd_demo_data)
+
+    serve = sub.add_parser("serve", help="serve the dashboard")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("FLEETDESK_UI_PORT", "8501")))
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("FLEETDESK_LOG_LEVEL", "WARNING"))
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], None] = args.func
+        handler(args)
+    except (CommandError, DatabaseSetupError, FleetdeskError, ValueError) as exc:
+        print(f"fleetdesk: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, CommandError | ValueError) else 1
+    except OperationalError as exc:
+        print(f"fleetdesk: error: the database cannot be reached ({_first_line(exc)}); "
+              "run `fleetdesk db status`", file=sys.stderr)
+        return 1
+    except ProgrammingError as exc:
+        print(f"fleetdesk: error: the database refused the request ({_first_line(exc)}); "
+              "is it migrated? run `fleetdesk db migrate`", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fleetdesk: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def main() -> None:
+    raise SystemExit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Persistence: models, sessions, read queries and migrations."""

@@ -1,0 +1,340 @@
+"""Typed SQLAlchemy 2 models of the whole data model. The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from geoalchemy2 import Geography
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Computed,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, Range
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+Money = Numeric(12, 2, asdecimal=True)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, datetime: DateTime(timezone=True), Decimal: Money}
+
+
+def _pg_enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e], create_type=False)
+
+
+class VehicleStatus(enum.StrEnum):
+    AVAILABLE = "available"
+    RENTED = "rented"
+    MAINTENANCE = "maintenance"
+    IN_TRANSIT = "in_transit"
+    RETIRED = "retired"
+
+    @property
+    def label(self) -> str:
+        return {"in_transit": "InTransit"}.get(self.value, self.value.title())
+
+
+class BookingStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    PICKED_UP = "picked_up"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+
+
+ACTIVE_BOOKING_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.PICKED_UP)
+
+
+class UserRole(enum.StrEnum):
+    CUSTOMER = "customer"
+    DESK_AGENT = "desk_agent"
+    FLEET_MANAGER = "fleet_manager"
+    PRICING_ANALYST = "pricing_analyst"
+    ADMIN = "admin"
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "pending"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+class VehicleType(Base):
+    __tablename__ = "vehicle_types"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(80))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    seats: Mapped[int] = mapped_column(SmallInteger)
+    transmission: Mapped[str] = mapped_column(String(16))
+    fuel: Mapped[str] = mapped_column(String(16))
+    base_daily_rate: Mapped[Decimal]
+    deposit_amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    min_driver_age: Mapped[int] = mapped_column(SmallInteger)
+    service_interval_km: Mapped[int] = mapped_column(Integer)
+    service_interval_days: Mapped[int] = mapped_column(Integer)
+
+
+class Location(Base):
+    __tablename__ = "locations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(Text)
+    city: Mapped[str] = mapped_column(String(80))
+    country: Mapped[str] = mapped_column(String(2))
+    geog: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    operating_hours: Mapped[dict[str, Any]]
+    contact_phone: Mapped[str] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64))
+    parking_capacity: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Vehicle(Base):
+    __tablename__ = "vehicles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vin: Mapped[str] = mapped_column(String(17), unique=True)
+    license_plate: Mapped[str] = mapped_column(String(16), unique=True)
+    make: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(60))
+    year: Mapped[int] = mapped_column(SmallInteger)
+    vehicle_type_id: Mapped[int] = mapped_column(ForeignKey("vehicle_types.id"))
+    current_location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
+    status: Mapped[VehicleStatus] = mapped_column(_pg_enum(VehicleStatus, "vehicle_status"))
+    daily_rate: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    image_urls: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    odometer_km: Mapped[int] = mapped_column(Integer)
+    fuel_level: Mapped[int] = mapped_column(SmallInteger)  # percent of a full tank
+    last_position: Mapped[Any | None] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    last_seen_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    vehicle_type: Mapped[VehicleType] = relationship(lazy="raise_on_sql")
+    current_location: Mapped[Location | None] = relationship(lazy="raise_on_sql")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str] = mapped_column(String(80))
+    last_name: Mapped[str] = mapped_column(String(80))
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    address: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    phone: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[UserRole] = mapped_column(_pg_enum(UserRole, "user_role"))
+    licence_number_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    licence_number_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    licence_country: Mapped[str | None] = mapped_column(String(2))
+    licence_expiry: Mapped[date | None] = mapped_column(Date)
+    identity_status: Mapped[str] = mapped_column(String(16), server_default="unverified")
+    marketing_opt_in: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(12), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
+    vehicle_type_id: Mapped[int] = mapped_column(ForeignKey("vehicle_types.id"))
+    pickup_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    dropoff_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    pickup_at: Mapped[datetime]
+    dropoff_at: Mapped[datetime]
+    actual_return_at: Mapped[datetime | None]
+    turnaround_minutes: Mapped[int] = mapped_column(SmallInteger)
+    blocked_period: Mapped[Range[datetime]] = mapped_column(
+        TSTZRANGE, Computed("tstzrange(pickup_at, fd_add_minutes(dropoff_at, turnaround_minutes), '[)')")
+    )
+    total_price: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    price_breakdown: Mapped[dict[str, Any]]
+    status: Mapped[BookingStatus] = mapped_column(_pg_enum(BookingStatus, "booking_status"))
+    payment_status: Mapped[str] = mapped_column(String(24), server_default="unpaid")
+    channel: Mapped[str] = mapped_column(String(8))
+    hold_expires_at: Mapped[datetime | None]
+    odometer_out_km: Mapped[int | None] = mapped_column(Integer)
+    fuel_out: Mapped[int | None] = mapped_column(SmallInteger)
+    odometer_in_km: Mapped[int | None] = mapped_column(Integer)
+    fuel_in: Mapped[int | None] = mapped_column(SmallInteger)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    vehicle: Mapped[Vehicle] = relationship(lazy="raise_on_sql")
+    user: Mapped[User] = relationship(lazy="raise_on_sql")
+
+
+class MaintenanceBlock(Base):
+    __tablename__ = "maintenance_blocks"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
+    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="scheduled")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class VehicleOccupancy(Base):
+    """Every period a vehicle is taken (active booking incl. turnaround, or maintenance); kept by triggers."""
+
+    __tablename__ = "vehicle_occupancy"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
+    period: Mapped[Range[datetime]] = mapped_column(TSTZRANGE)
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
+    maintenance_block_id: Mapped[int | None] = mapped_column(
+        ForeignKey("maintenance_blocks.id", ondelete="CASCADE")
+    )
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal]
+    amount_captured: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    amount_refunded: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[PaymentStatus] = mapped_column(_pg_enum(PaymentStatus, "payment_status"))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    provider: Mapped[str] = mapped_column(String(16), server_default="stripe")
+    provider_payment_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    provider_customer_id: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PricingRule(Base):
+    __tablename__ = "pricing_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    vehicle_type_id: Mapped[int | None] = mapped_column(ForeignKey("vehicle_types.id"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
+    start_date: Mapped[date | None] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    daily_rate_modifier: Mapped[Decimal] = mapped_column(Numeric(6, 4), server_default="1")
+    seasonal_surcharge_pct: Mapped[Decimal] = mapped_column(Numeric(6, 2), server_default="0")
+    min_days: Mapped[int | None] = mapped_column(SmallInteger)
+    max_days: Mapped[int | None] = mapped_column(SmallInteger)
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="100")
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Promotion(Base):
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(Text)
+    discount_kind: Mapped[str] = mapped_column(String(8))
+    discount_value: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    max_redemptions: Mapped[int | None] = mapped_column(Integer)
+    max_per_customer: Mapped[int | None] = mapped_column(Integer)
+    min_days: Mapped[int | None] = mapped_column(SmallInteger)
+    vehicle_type_codes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    redemptions_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DomainEvent(Base):
+    """The transactional outbox."""
+
+    __tablename__ = "domain_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    aggregate_type: Mapped[str] = mapped_column(String(32))
+    aggregate_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_label: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    changes: Mapped[dict[str, Any]]
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AppMeta(Base):
+    """Small facts about this database (e.g. what demo data was loaded)."""
+
+    __tablename__ = "app_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]]

@@ -1,0 +1,1 @@
+"""Use cases, one module per business noun. Functions take a Session and plain values and never commit."""

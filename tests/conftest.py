@@ -1,0 +1,61 @@
+"""Test fixtures on a real PostgreSQL + PostGIS: a fresh database per test session, a rolled-back one per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from db import cluster, migrate
+from db.config import test_database_target
+from db.session import make_engine
+
+
+def _admin_connect(url: URL) -> psycopg.Connection:
+    return psycopg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname="postgres", autocommit=True
+    )
+
+
+def recreate_database(url: URL) -> None:
+    """Drop and create the database named in url, then migrate it to head."""
+    with _admin_connect(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{url.database}"')
+    migrate.upgrade(url)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> URL:
+    target = test_database_target()
+    if target.embedded:
+        cluster.start()
+    if os.environ.get("CI") and not target.url.database.endswith("_test") and "test" not in target.url.database:
+        raise RuntimeError(f"refusing to run tests against {target.masked}: not a test database")
+    recreate_database(target.url)
+    return test_database_target().url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: URL) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside an outer transaction that is rolled back: tests leave nothing behind."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
