@@ -180,6 +180,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fleetdesk: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last net: one line for the person, the traceback only when asked for
+        if os.environ.get("FLEETDESK_DEBUG"):
+            raise
+        print(f"fleetdesk: unexpected error: {exc.__class__.__name__}: {_first_line(exc)} "
+              "(run again with FLEETDESK_DEBUG=1 for the details)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -59,3 +59,18 @@ def session(engine: Engine) -> Iterator[Session]:
         finally:
             session.close()
             outer.rollback()
+
+
+@pytest.fixture(scope="session")
+def demo_url(database_url: URL) -> URL:
+    """A committed small demo company in its own database, for page and browser tests."""
+    from data.demo import DemoSpec, load_demo
+    from db.session import session_scope
+
+    url = database_url.set(database=f"{database_url.database}_ui")
+    recreate_database(url)
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        load_demo(session, DemoSpec(branches=6, vehicles=150, history_days=30, seed=3))
+    engine.dispose()
+    return url

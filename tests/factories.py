@@ -10,7 +10,17 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry import Point
 from sqlalchemy.orm import Session
 
-from db.models import Booking, BookingStatus, Location, MaintenanceBlock, User, UserRole, Vehicle, VehicleStatus, VehicleType
+from db.models import (
+    Booking,
+    BookingStatus,
+    Location,
+    MaintenanceBlock,
+    User,
+    UserRole,
+    Vehicle,
+    VehicleStatus,
+    VehicleType,
+)
 
 _seq = itertools.count(1)
 WEEK_HOURS = {day: [["07:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}

@@ -1,0 +1,29 @@
+# Fleetdesk: `make demo` serves the dashboard on the demo company; `make test` runs every test.
+FD := .venv/bin/fleetdesk
+UI_PORT ?= 8501
+
+.PHONY: setup demo db test lint clean
+
+setup:
+	@scripts/bootstrap.sh
+
+db: setup
+	@$(FD) db start
+	@$(FD) db migrate
+
+demo: db
+	@$(FD) demo-data
+	@$(FD) serve --port $(UI_PORT)
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+
+test: setup lint
+	@scripts/bootstrap.sh --browser
+	@$(FD) db start
+	.venv/bin/pytest
+
+clean:
+	-$(FD) db stop
+	rm -rf .fleetdesk .venv

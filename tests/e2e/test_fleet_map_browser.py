@@ -1,0 +1,65 @@
+"""The fleet map as a person sees it: a real Streamlit server, a real Chromium, the real database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from db.session import make_engine
+
+pytestmark = pytest.mark.e2e
+SHOTS = Path(os.environ.get("FLEETDESK_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".fleetdesk" / "shots"))
+
+
+def _count(url, sql: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(sql)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_fleet_map_renders_the_map_and_the_status_counts(live_app, page, demo_url):
+    page.goto(live_app, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Fleet map").wait_for(timeout=60_000)
+    counts = page.locator(".st-key-status-counts [data-testid='stMetric']")
+    counts.first.wait_for(timeout=30_000)
+    shown = {
+        counts.nth(i).locator("[data-testid='stMetricLabel']").inner_text().strip():
+        counts.nth(i).locator("[data-testid='stMetricValue']").inner_text().strip()
+        for i in range(counts.count())
+    }
+    available = _count(demo_url, "SELECT count(*) FROM vehicles WHERE status = 'available'")
+    total = _count(demo_url, "SELECT count(*) FROM vehicles WHERE status <> 'retired'")
+    assert shown["Available"] == f"{available:,}"
+    assert shown["Vehicles shown"] == f"{total:,}"
+
+    deck = page.locator("[data-testid='stDeckGlJsonChart'] canvas").first
+    deck.wait_for(state="visible", timeout=30_000)
+    box = deck.bounding_box()
+    assert box and box["width"] > 400 and box["height"] > 300
+    page.wait_for_timeout(1500)  # let deck.gl draw its first frame
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = deck.screenshot(path=str(SHOTS / "fleet_map_canvas.png"))
+    page.screenshot(path=str(SHOTS / "fleet_map.png"), full_page=True)
+    assert _coloured_pixels(shot) > 50, "the map canvas is blank: no vehicle or branch was drawn"
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def _coloured_pixels(png: bytes) -> int:
+    """Pixels of the status colours (green available, blue rented) in the canvas screenshot."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    targets = [(46, 160, 67), (31, 119, 180)]
+    hits = 0
+    for r, g, b in image.getdata():
+        if any(abs(r - tr) < 40 and abs(g - tg) < 40 and abs(b - tb) < 40 for tr, tg, tb in targets):
+            hits += 1
+    return hits
