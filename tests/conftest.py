@@ -65,6 +65,7 @@ def session(engine: Engine) -> Iterator[Session]:
 def demo_url(database_url: URL) -> URL:
     """A committed small demo company in its own database, for page and browser tests."""
     from data.demo import DemoSpec, load_demo
+
     from db.session import session_scope
 
     url = database_url.set(database=f"{database_url.database}_ui")

@@ -34,13 +34,14 @@ def live_app(demo_url: URL) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": demo_url.render_as_string(hide_password=False),
            "FLEETDESK_BASEMAP": "off"}
-    log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    log_path = Path(tempfile.mkdtemp(prefix="fleetdesk-e2e-")) / "streamlit.log"
+    with open(log_path, "w") as log:  # Popen keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -54,9 +55,9 @@ def live_app(demo_url: URL) -> Iterator[str]:
             break
     else:
         process.kill()
-        raise RuntimeError(f"streamlit did not come up; see {log.name}")
+        raise RuntimeError(f"streamlit did not come up; see {log_path}")
     if process.poll() is not None:
-        raise RuntimeError(f"streamlit exited with {process.returncode}: {Path(log.name).read_text()[-2000:]}")
+        raise RuntimeError(f"streamlit exited with {process.returncode}: {log_path.read_text()[-2000:]}")
     yield url
     process.terminate()
     try:

@@ -22,7 +22,7 @@ def _tables(url) -> set[str]:
 def test_upgrade_downgrade_upgrade_round_trip(database_url):
     url = database_url.set(database=f"{database_url.database}_migrations")
     recreate_database(url)
-    assert CORE_TABLES <= _tables(url)
+    assert _tables(url) >= CORE_TABLES
     assert migrate.current_revision(url) == migrate.head_revision()
 
     migrate.downgrade(url, "base")
@@ -30,5 +30,5 @@ def test_upgrade_downgrade_upgrade_round_trip(database_url):
     assert migrate.current_revision(url) is None
 
     migrate.upgrade(url)
-    assert CORE_TABLES <= _tables(url)
+    assert _tables(url) >= CORE_TABLES
     assert migrate.current_revision(url) == migrate.head_revision()
