@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import streamlit as st
+from sqlalchemy.exc import OperationalError
 
 from app.ui.guard import require_database
+from services.errors import FleetdeskError
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 
@@ -19,4 +21,10 @@ navigation = st.navigation({
         st.Page(PAGES / "branches.py", title="Branches", icon=":material/storefront:", url_path="branches"),
     ],
 })
-navigation.run()
+try:
+    navigation.run()
+except FleetdeskError as error:  # a request the services refused: say why, never a traceback
+    st.error(str(error))
+except OperationalError:  # the database went away while the page ran
+    require_database()
+    st.error("The database stopped answering while this page loaded; reload to try again.")

@@ -112,10 +112,10 @@ def branches_overview(session: Session) -> pd.DataFrame:
                             AND v.status IN ('available', 'maintenance')
         GROUP BY l.id, vt.id ORDER BY l.code, vt.rank
     """)
-    if frame.empty:
-        return frame
     keys = ["id", "code", "name", "kind", "city", "address", "contact_phone", "timezone", "parking_capacity",
             "lat", "lon"]
+    if frame.empty:
+        return pd.DataFrame(columns=[*keys, "operating_hours", "on_hand"])
     hours = frame.drop_duplicates("id").set_index("id")["operating_hours"]
     wide = frame.pivot_table(index=keys, columns="vehicle_type", values="cars", aggfunc="sum", sort=False)
     wide = wide.reset_index()

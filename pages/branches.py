@@ -10,6 +10,9 @@ from services.branches import search_branches
 st.title("Branches")
 
 overview = resources.branch_list()
+if overview.empty:
+    st.info("There are no branches yet. Load the demo company with `make demo` (or `fleetdesk demo-data`).")
+    st.stop()
 query = st.text_input("Find a branch", placeholder="Code, name or city", max_chars=100, key="branch-search")
 shown = search_branches(overview, query)
 st.caption(f"{len(shown):,} of {len(overview):,} branches · {int(shown['on_hand'].sum()) if len(shown) else 0:,} "

@@ -23,8 +23,10 @@ with st.container(horizontal=True, key="status-counts"):
             continue
         st.metric(label, f"{counts.get(status, 0):,}", border=True)
 
-if snapshot.total == 0:
+if snapshot.total == 0 and (statuses or types or branches):
     st.info("No vehicle matches these filters. Clear a filter to see more of the fleet.")
+elif snapshot.total == 0:
+    st.info("There are no vehicles yet. Load the demo company with `make demo` (or `fleetdesk demo-data`).")
 if snapshot.aggregated:
     st.caption(f"{snapshot.total:,} vehicles are shown per branch (circle size: cars on hand, colour: share "
                "available, green high, red low). Filter by branch, type or status to see single cars.")
