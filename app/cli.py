@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import subprocess
@@ -11,28 +12,19 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from app.commands.common import CommandError, require_migrated, unreachable, up_target
 from db import cluster, migrate
 from db.config import PROJECT_ROOT, database_target
 from db.errors import DatabaseSetupError
 from db.session import make_engine, session_scope
 from services.errors import FleetdeskError
 
-
-class CommandError(Exception):
-    """Stops the command with this one-line message."""
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         raise CommandError(f"{message} (see `{self.prog} --help`)")
-
-
-def _up_target():
-    """The configured database, started first when it is the embedded one."""
-    target = database_target()
-    if target.embedded:
-        cluster.start()
-    return target
 
 
 def cmd_db(args: argparse.Namespace) -> None:
@@ -47,13 +39,13 @@ def cmd_db(args: argparse.Namespace) -> None:
     elif args.action == "status":
         _print_status(target)
     elif args.action == "migrate":
-        target = _up_target()
+        target = up_target()
         _migrate(target)
         print(f"database: migrated to {migrate.head_revision()}")
     elif args.action == "reset":
         if not target.embedded and not args.yes:
             raise CommandError(f"this would erase everything in {target.masked}; add --yes to do it")
-        target = _up_target()
+        target = up_target()
         if target.embedded:
             cluster.drop_database(target.url.database)
             cluster.ensure_database(target.url.database)
@@ -86,25 +78,7 @@ def _migrate(target) -> None:
     try:
         migrate.upgrade(target.url)
     except OperationalError as exc:
-        raise CommandError(_unreachable(target)) from exc
-
-
-def _unreachable(target) -> str:
-    if target.embedded:
-        return f"cannot reach the embedded database at {target.masked}; run `fleetdesk db start`"
-    return f"cannot reach DATABASE_URL {target.masked}; check that the server is up and the URL is right"
-
-
-def _require_migrated(target) -> None:
-    try:
-        current = migrate.current_revision(target.url)
-    except OperationalError as exc:
-        raise CommandError(_unreachable(target)) from exc
-    if current != migrate.head_revision():
-        raise CommandError(
-            f"the database is at migration {current or 'none'}, not {migrate.head_revision()}; "
-            "run `fleetdesk db migrate`"
-        )
+        raise CommandError(unreachable(target)) from exc
 
 
 def cmd_demo_data(args: argparse.Namespace) -> None:
@@ -112,8 +86,8 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
     spec = DemoSpec(branches=args.branches, vehicles=args.vehicles, history_days=args.history_days, seed=args.seed)
     spec.validate()
-    target = _up_target()
-    _require_migrated(target)
+    target = up_target()
+    require_migrated(target)
     engine = make_engine(target.url)
     try:
         with session_scope(engine) as session:
@@ -124,8 +98,8 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    target = _up_target()
-    _require_migrated(target)
+    target = up_target()
+    require_migrated(target)
     env = {**os.environ}
     command = [
         sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "streamlit_app.py"),
@@ -157,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("FLEETDESK_UI_PORT", "8501")))
     serve.add_argument("--host", default="0.0.0.0")
     serve.set_defaults(func=cmd_serve)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -162,8 +162,34 @@ class User(Base):
     licence_expiry: Mapped[date | None] = mapped_column(Date)
     identity_status: Mapped[str] = mapped_column(String(16), server_default="unverified")
     marketing_opt_in: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    failed_logins: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    password_changed_at: Mapped[datetime | None]
+    identity_checked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    identity_checked_at: Mapped[datetime | None]
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    erased_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    prefix: Mapped[str] = mapped_column(String(12))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
 
 
 class Booking(Base):

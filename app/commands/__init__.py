@@ -1,0 +1,1 @@
+"""Subcommands of `fleetdesk`; each module has `register(subparsers)`."""
