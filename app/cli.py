@@ -12,14 +12,15 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from app.commands.common import CommandError, require_migrated, unreachable, up_target
+from app.commands.common import CommandError, operator, require_migrated, unit_of_work, unreachable, up_target
 from db import cluster, migrate
 from db.config import PROJECT_ROOT, database_target
 from db.errors import DatabaseSetupError
-from db.session import make_engine, session_scope
+from db.session import make_engine
+from services import staff
 from services.errors import FleetdeskError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("app.commands.users", "app.commands.tokens")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,14 +87,9 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
     spec = DemoSpec(branches=args.branches, vehicles=args.vehicles, history_days=args.history_days, seed=args.seed)
     spec.validate()
-    target = up_target()
-    require_migrated(target)
-    engine = make_engine(target.url)
-    try:
-        with session_scope(engine) as session:
-            report = load_demo(session, spec, force=args.force)
-    finally:
-        engine.dispose()
+    with unit_of_work() as session:
+        report = load_demo(session, spec, force=args.force)
+        staff.ensure_demo_staff(session, operator())
     print(report)
 
 
@@ -106,8 +102,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "--server.port", str(args.port), "--server.address", args.host, "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
     ]
-    print(f"Fleetdesk is served on http://localhost:{args.port}", flush=True)
+    with unit_of_work() as session:
+        logins = [login for login in staff.ensure_demo_staff(session, operator())
+                  if staff.get_staff(session, login[0]).status == "active"] if _has_demo(session) else []
+    print(f"Fleetdesk is served on http://localhost:{args.port}")
+    for email, role, password in logins:
+        print(f"  demo login  {role:<16} {email:<26} password: {password}")
+    sys.stdout.flush()
     raise SystemExit(subprocess.call(command, env=env, cwd=PROJECT_ROOT))
+
+
+def _has_demo(session) -> bool:
+    from db.models import AppMeta
+
+    return session.get(AppMeta, "demo") is not None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,26 +1,42 @@
-"""Fleetdesk's Streamlit entry point: page config, sidebar chrome and navigation — nothing else."""
+"""Fleetdesk's Streamlit entry point: page config, sign-in gate, sidebar chrome and navigation — nothing else."""
 
 from pathlib import Path
 
 import streamlit as st
 from sqlalchemy.exc import OperationalError
 
+from app import auth
+from app.navigation import PAGES_DIR, pages_for
 from app.ui.guard import require_database
+from app.ui.session import sign_in, sign_out, signed_in
+from services.actors import ROLE_LABELS
 from services.errors import FleetdeskError
-
-PAGES = Path(__file__).resolve().parents[1] / "pages"
 
 st.set_page_config(page_title="Fleetdesk", page_icon=":material/directions_car:", layout="wide")
 st.logo(str(Path(__file__).parent / "ui" / "logo.svg"), size="large")
 
 require_database()
 
-navigation = st.navigation({
-    "Fleet": [
-        st.Page(PAGES / "fleet_map.py", title="Fleet map", icon=":material/map:", url_path="fleet-map", default=True),
-        st.Page(PAGES / "branches.py", title="Branches", icon=":material/storefront:", url_path="branches"),
-    ],
-})
+actor = signed_in()
+if actor is None and (actor := auth.sso_actor()) is not None:
+    sign_in(actor)
+if actor is None:
+    if auth.sso_configured() and getattr(st.user, "is_logged_in", False):
+        st.error(f"{st.user.get('email', 'This account')} is not an active Fleetdesk staff member; ask an admin.")
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
+    st.navigation([st.Page(PAGES_DIR / "sign_in.py", title="Sign in", url_path="sign-in")], position="hidden").run()
+    st.stop()
+
+with st.sidebar:
+    st.markdown(f"**{actor.name or actor.label}**  \n{ROLE_LABELS[actor.role]}")
+    if st.button("Sign out", icon=":material/logout:", key="sign-out"):
+        sign_out()
+        if auth.sso_configured() and getattr(st.user, "is_logged_in", False):
+            st.logout()
+        st.rerun()
+
+navigation = st.navigation(pages_for(actor))
 try:
     navigation.run()
 except FleetdeskError as error:  # a request the services refused: say why, never a traceback

@@ -73,5 +73,6 @@ def demo_url(database_url: URL) -> URL:
     engine = make_engine(url)
     with session_scope(engine) as session:
         load_demo(session, DemoSpec(branches=6, vehicles=150, history_days=30, seed=3))
+        staff.ensure_demo_staff(session, Actor.command_line())
     engine.dispose()
     return url

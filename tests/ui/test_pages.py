@@ -34,8 +34,8 @@ def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def test_fleet_map_shows_counts_that_match_the_database(app_env):
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_fleet_map_shows_counts_that_match_the_database(app_env, app_as):
+    at = app_as("fleet_manager").run()
     assert not at.exception
     assert at.title[0].value == "Fleet map"
     metrics = _metrics(at)
@@ -49,8 +49,8 @@ def test_fleet_map_shows_counts_that_match_the_database(app_env):
     assert len(at.dataframe[0].value) == not_retired
 
 
-def test_fleet_map_filters_by_status(app_env):
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_fleet_map_filters_by_status(app_env, app_as):
+    at = app_as("desk_agent").run()
     at.multiselect(key="status").set_value(["maintenance"]).run()
     assert not at.exception
     in_maintenance = _scalar(app_env, "SELECT count(*) FROM vehicles WHERE status = 'maintenance'")
@@ -58,8 +58,8 @@ def test_fleet_map_filters_by_status(app_env):
     assert set(at.dataframe[0].value["status"]) <= {"Maintenance"}
 
 
-def test_fleet_map_filters_by_type_and_branch(app_env):
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_fleet_map_filters_by_type_and_branch(app_env, app_as):
+    at = app_as("pricing_analyst").run()
     branch_id = _scalar(app_env, "SELECT id FROM locations ORDER BY code LIMIT 1")
     at.multiselect(key="vehicle_type").set_value(["suv"])
     at.multiselect(key="branch").set_value([branch_id]).run()
@@ -70,9 +70,8 @@ def test_fleet_map_filters_by_type_and_branch(app_env):
     assert _metrics(at)["Vehicles shown"] == f"{expected:,}"
 
 
-def test_branches_page_lists_every_branch_with_cars_on_hand(app_env):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("../pages/branches.py").run()
+def test_branches_page_lists_every_branch_with_cars_on_hand(app_env, app_as):
+    at = app_as("fleet_manager", "../pages/branches.py").run()
     assert not at.exception
     assert at.title[0].value == "Branches"
     table = at.dataframe[0].value
@@ -82,9 +81,8 @@ def test_branches_page_lists_every_branch_with_cars_on_hand(app_env):
     assert table["hours"].str.len().min() > 0
 
 
-def test_branch_search_narrows_the_list_and_is_literal(app_env):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page("../pages/branches.py").run()
+def test_branch_search_narrows_the_list_and_is_literal(app_env, app_as):
+    at = app_as("desk_agent", "../pages/branches.py").run()
     code = _scalar(app_env, "SELECT code FROM locations ORDER BY code LIMIT 1")
     at.text_input(key="branch-search").input(code).run()
     assert list(at.dataframe[0].value["code"]) == [code]
@@ -103,8 +101,8 @@ def test_the_app_says_what_to_do_when_the_database_is_down(monkeypatch):
     assert not at.title
 
 
-def test_a_branch_opens_in_detail_from_its_link(app_env):
-    at = AppTest.from_file(APP, default_timeout=60)
+def test_a_branch_opens_in_detail_from_its_link(app_env, app_as):
+    at = app_as("fleet_manager")
     code = _scalar(app_env, "SELECT code FROM locations ORDER BY code LIMIT 1")
     at.query_params["branch"] = code
     at.switch_page("../pages/branches.py").run()
@@ -116,8 +114,8 @@ def test_a_branch_opens_in_detail_from_its_link(app_env):
     assert metrics["Cars on hand"] == str(on_hand)
 
 
-def test_an_unknown_branch_link_says_so(app_env):
-    at = AppTest.from_file(APP, default_timeout=60)
+def test_an_unknown_branch_link_says_so(app_env, app_as):
+    at = app_as("fleet_manager")
     at.query_params["branch"] = "NOPE"
     at.switch_page("../pages/branches.py").run()
     assert not at.exception

@@ -1,0 +1,63 @@
+"""Which pages exist, which roles each serves, and the navigation a signed-in person gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from db.models import UserRole
+from services.actors import ROLE_LABELS, Actor
+
+PAGES_DIR = Path(__file__).resolve().parents[1] / "pages"
+DESK, FLEET, PRICING, ADMIN = (UserRole.DESK_AGENT, UserRole.FLEET_MANAGER, UserRole.PRICING_ANALYST,
+                               UserRole.ADMIN)
+ALL_STAFF = (DESK, FLEET, PRICING, ADMIN)
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    file: str
+    title: str
+    icon: str
+    url_path: str
+    section: str
+    roles: tuple[UserRole, ...]  # admin may open every page
+
+    def serves(self, actor: Actor) -> bool:
+        return actor.role == ADMIN or actor.role in self.roles
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("fleet_map.py", "Fleet map", ":material/map:", "fleet-map", "Fleet", ALL_STAFF),
+    PageSpec("branches.py", "Branches", ":material/storefront:", "branches", "Fleet", ALL_STAFF),
+    PageSpec("staff.py", "Staff and API tokens", ":material/group:", "staff", "Admin", (ADMIN,)),
+    PageSpec("audit_log.py", "Audit log", ":material/history:", "audit-log", "Admin", (ADMIN,)),
+)
+
+
+def _refusal(spec: PageSpec, actor: Actor):
+    def refuse() -> None:
+        allowed = ", ".join(ROLE_LABELS[r].lower() + "s" for r in spec.roles if r != ADMIN) or "admins"
+        st.title(spec.title)
+        st.error(f"**{spec.title}** is for {allowed}. You are signed in as {actor.label} "
+                 f"({ROLE_LABELS[actor.role].lower()}); ask an admin if you need access.", icon=":material/block:")
+
+    return refuse
+
+
+def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
+    """Sections of the pages this actor may open; the others exist only as hidden refusals."""
+    sections: dict[str, list[st.Page]] = {}
+    default_set = False
+    for spec in PAGES:
+        if spec.serves(actor):
+            page = st.Page(PAGES_DIR / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                           default=not default_set)
+            default_set = True
+        else:
+            page = st.Page(_refusal(spec, actor), title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                           visibility="hidden")
+        sections.setdefault(spec.section, []).append(page)
+    return sections

@@ -1,0 +1,599 @@
+"""Customers (drivers): create, find, change, identity checks, blocking, the licence kept encrypted, eligibility.
+
+A customer is a `users` row with role 'customer'. The licence number exists in plain text only in memory: it is
+stored as a Fernet token beside a keyed hash (services.crypto), shown masked, revealed only to roles that need it
+(audited), and never put in a log line, an audit entry, an event payload or an error message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from db.models import User, UserRole, VehicleType
+from services import audit
+from services.actors import Actor, require_role
+from services.crypto import LicenceCipher, normalise_licence_number
+from services.errors import Conflict, InvalidInput, NotFound
+from services.events import record_event
+
+IDENTITY_STATUSES = ("unverified", "verified", "rejected")
+MIN_CUSTOMER_AGE = 16
+SEARCH_MAX_CHARS = 200
+NOTE_MAX_CHARS = 500
+LIMITS = {"email": 254, "first_name": 80, "last_name": 80, "phone": 32, "address": 500}
+LABELS = {"email": "email", "first_name": "first name", "last_name": "last name", "date_of_birth": "date of birth",
+          "phone": "phone number", "address": "address", "licence_number": "licence number",
+          "licence_country": "licence country", "licence_expiry": "licence expiry date",
+          "marketing_opt_in": "marketing consent"}
+PROFILE_FIELDS = tuple(LABELS)
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?[0-9 ().\-/]+")
+_LICENCE = re.compile(r"[A-Z0-9]{5,20}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class CustomerInputError(InvalidInput):
+    """One or more fields are invalid; `problems` maps each field to what to fix."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__(" ".join(self.problems.values()))
+
+
+class DuplicateCustomer(Conflict):
+    """The email or licence number already belongs to someone; `problems` names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.problems = {field: message}
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """What staff see of a customer: everything but the licence number, which is masked."""
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    date_of_birth: date | None
+    phone: str | None
+    address: str | None
+    status: str
+    licence_masked: str | None
+    licence_country: str | None
+    licence_expiry: date | None
+    identity_status: str
+    identity_checked_at: datetime | None
+    identity_checked_by: str | None  # the checker's email, when a signed-in person checked
+    blocked_reason: str | None
+    marketing_opt_in: bool
+    erased_at: datetime | None
+    created_at: datetime | None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def has_licence(self) -> bool:
+        return self.licence_masked is not None
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    customer_id: int
+    vehicle_type: str
+    reasons: tuple[str, ...]  # each one a sentence the desk agent can read to the customer
+
+    @property
+    def eligible(self) -> bool:
+        return not self.reasons
+
+
+def mask_licence(licence_number: str) -> str:
+    """'•••• 1234': enough for the customer to recognise their licence, not enough to copy it."""
+    return "•••• " + licence_number[-4:]
+
+
+# --- creating and changing ---------------------------------------------------------------------------------------
+
+def create_customer(
+    session: Session, actor: Actor, *, email: str, first_name: str, last_name: str, date_of_birth: date | None,
+    phone: str | None = None, address: str | None = None, licence_number: str | None = None,
+    licence_country: str | None = None, licence_expiry: date | None = None, marketing_opt_in: bool = False,
+) -> Customer:
+    """Add a customer after checking every field; all problems are reported at once."""
+    require_role(actor, UserRole.DESK_AGENT, doing="create customers")
+    values = _clean(dict(email=email, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth,
+                         phone=phone, address=address, licence_number=licence_number,
+                         licence_country=licence_country, licence_expiry=licence_expiry,
+                         marketing_opt_in=marketing_opt_in), required=PROFILE_FIELDS)
+    _check_licence_complete(values)
+    cipher = LicenceCipher.from_environment() if values["licence_number"] else None
+    _refuse_duplicates(session, values, cipher, customer_id=None)
+    user = User(role=UserRole.CUSTOMER, status="active", identity_status="unverified")
+    _apply(user, values, cipher)
+    _flush(session)
+    audit.record(session, actor, "customer.created", "customer", user.id, None, _snapshot(user))
+    record_event(session, "customer", user.id, "customer.created", {"customer_id": user.id})
+    return _view(session, user, cipher)
+
+
+def update_customer(session: Session, actor: Actor, customer_id: int, **changes: Any) -> Customer:
+    """Change some profile fields; a new licence number needs a new identity check."""
+    require_role(actor, UserRole.DESK_AGENT, doing="change customer details")
+    unknown = sorted(set(changes) - set(PROFILE_FIELDS))
+    if unknown:
+        raise InvalidInput(f"Customers have no field {', '.join(unknown)}; "
+                           f"the fields are {', '.join(PROFILE_FIELDS)}.")
+    user = _load_for_update(session, customer_id)
+    values = _clean(changes, required=tuple(f for f in changes if f in ("email", "first_name", "last_name",
+                                                                        "date_of_birth")))
+    if "licence_number" in values and values["licence_number"] is None:
+        values.update(licence_country=None, licence_expiry=None)
+    merged = {"licence_number": "on file" if user.licence_number_encrypted else None,
+              "licence_country": user.licence_country, "licence_expiry": user.licence_expiry, **values}
+    _check_licence_complete(merged)
+    cipher = LicenceCipher.from_environment() if values.get("licence_number") else None
+    _refuse_duplicates(session, values, cipher, customer_id=user.id)
+    before = _snapshot(user)
+    _apply(user, values, cipher)
+    if before["licence_number_hash"] != _snapshot(user)["licence_number_hash"] and user.identity_status != "unverified":
+        user.identity_status, user.identity_checked_by, user.identity_checked_at = "unverified", None, None
+    after = _snapshot(user)
+    changed = sorted(field for field in after if after[field] != before[field])
+    if changed:
+        user.updated_at = func.now()
+        _flush(session)
+        audit.record(session, actor, "customer.updated", "customer", user.id, before, after)
+        record_event(session, "customer", user.id, "customer.updated",
+                     {"customer_id": user.id, "changed": _public_field_names(changed)})
+    return get_customer(session, actor, user.id)
+
+
+def set_identity_status(session: Session, actor: Actor, customer_id: int, status: str,
+                        note: str | None = None) -> Customer:
+    """Record the outcome of a desk agent's in-person check of the licence: who, when, and why when rejected."""
+    require_role(actor, UserRole.DESK_AGENT, doing="record identity checks")
+    if status not in IDENTITY_STATUSES:
+        raise InvalidInput(f"Identity status {status!r} does not exist; use one of {', '.join(IDENTITY_STATUSES)}.")
+    note = _note(note)
+    if status == "rejected" and not note:
+        raise InvalidInput("Say why the identity check was rejected (e.g. 'photo does not match'), then save again.")
+    user = _load_for_update(session, customer_id)
+    if status == "verified":
+        if not user.licence_number_encrypted:
+            raise InvalidInput(f"Customer {user.id} has no licence on file; add the licence number, country and "
+                               "expiry before verifying it.")
+        if user.licence_expiry and user.licence_expiry < _today():
+            raise InvalidInput(f"The licence on file expired on {user.licence_expiry:%d %b %Y}; update the licence "
+                               "details from the customer's current licence before verifying it.")
+    before = _snapshot(user)
+    user.identity_status = status
+    user.identity_checked_by = actor.user_id
+    user.identity_checked_at = datetime.now(UTC)
+    user.updated_at = func.now()
+    _flush(session)
+    audit.record(session, actor, "customer.identity_checked", "customer", user.id, before,
+                 {**_snapshot(user), "identity_checked_at": user.identity_checked_at}, note=note)
+    record_event(session, "customer", user.id, "customer.updated",
+                 {"customer_id": user.id, "changed": ["identity_status"]})
+    return get_customer(session, actor, user.id)
+
+
+def block_customer(session: Session, actor: Actor, customer_id: int, reason: str) -> Customer:
+    """Stop a customer from being booked, saying why (for staff; never read out to the customer)."""
+    require_role(actor, UserRole.DESK_AGENT, doing="block customers")
+    reason = _note(reason)
+    if not reason:
+        raise InvalidInput("Say why the customer is blocked, so that colleagues know; then block again.")
+    user = _load_for_update(session, customer_id)
+    if user.status == "blocked":
+        raise Conflict(f"Customer {user.id} is already blocked ({user.blocked_reason}); unblock first to change "
+                       "the reason.")
+    return _set_status(session, actor, user, "blocked", reason, action="customer.blocked")
+
+
+def unblock_customer(session: Session, actor: Actor, customer_id: int, note: str | None = None) -> Customer:
+    require_role(actor, UserRole.DESK_AGENT, doing="unblock customers")
+    user = _load_for_update(session, customer_id)
+    if user.status != "blocked":
+        raise Conflict(f"Customer {user.id} is not blocked; there is nothing to unblock.")
+    return _set_status(session, actor, user, "active", None, action="customer.unblocked", note=_note(note))
+
+
+def reveal_licence(session: Session, actor: Actor, customer_id: int) -> str:
+    """The full licence number, for a desk agent or admin; the audit log records that it was shown, not what."""
+    require_role(actor, UserRole.DESK_AGENT, doing="see full licence numbers")
+    user = _load(session, customer_id)
+    if not user.licence_number_encrypted:
+        raise NotFound(f"Customer {user.id} has no licence on file; add it from the customer's licence.")
+    number = LicenceCipher.from_environment().decrypt(user.licence_number_encrypted,
+                                                      what=f"the licence number of customer {user.id}")
+    audit.record(session, actor, "licence.revealed", "customer", user.id, note="full licence number shown")
+    return number
+
+
+def rotate_licence_keys(session: Session, actor: Actor, *, batch_size: int = 1000) -> int:
+    """Re-encrypt every licence number under the first key and rewrite its hash; returns how many."""
+    require_role(actor, UserRole.ADMIN, doing="re-encrypt licence numbers")
+    cipher = LicenceCipher.from_environment()
+    rows = session.execute(
+        select(User.id, User.licence_number_encrypted).where(User.licence_number_encrypted.is_not(None))
+        .order_by(User.id).with_for_update()
+    ).all()
+    for start in range(0, len(rows), batch_size):
+        batch = []
+        for user_id, token in rows[start:start + batch_size]:
+            new_token, new_hash = cipher.reencrypt(token, what=f"the licence number of customer {user_id}")
+            batch.append({"id": user_id, "licence_number_encrypted": new_token, "licence_number_hash": new_hash})
+        session.execute(update(User), batch)
+    audit.record(session, actor, "licences.rekeyed", "encryption_key", "licence_number",
+                 note=f"{len(rows)} licence numbers re-encrypted under the first of {cipher.key_count} keys")
+    return len(rows)
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+def get_customer(session: Session, actor: Actor, customer_id: int) -> Customer:
+    require_role(actor, UserRole.DESK_AGENT, doing="look up customers")
+    user = _load(session, customer_id)
+    return _view(session, user, LicenceCipher.from_environment() if user.licence_number_encrypted else None)
+
+
+def find_customers(session: Session, actor: Actor, query: str, limit: int = 50,
+                   *, include_erased: bool = False) -> list[Customer]:
+    """Customers whose name, email or phone contains the query, or whose licence number is exactly it.
+
+    The query is data, never SQL or a LIKE pattern; an empty query lists the newest customers.
+    """
+    require_role(actor, UserRole.DESK_AGENT, doing="look up customers")
+    text = _CONTROL.sub("", query or "")[:SEARCH_MAX_CHARS].strip()
+    statement = select(User).where(User.role == UserRole.CUSTOMER)
+    if not include_erased:
+        statement = statement.where(User.status != "erased")
+    cipher: LicenceCipher | None = None
+    if text:
+        pattern = "%" + _like_escape(text.lower()) + "%"
+        conditions = [
+            func.lower(User.first_name + " " + User.last_name).like(pattern, escape="\\"),
+            func.lower(User.last_name + " " + User.first_name).like(pattern, escape="\\"),
+            func.lower(User.email).like(pattern, escape="\\"),
+        ]
+        digits = re.sub(r"\D", "", text)
+        if len(digits) >= 3 and _PHONE.fullmatch(text):
+            conditions.append(func.regexp_replace(User.phone, r"\D", "", "g").contains(digits, autoescape=True))
+        if _LICENCE.fullmatch(normalise_licence_number(text)):
+            cipher = LicenceCipher.from_environment()
+            conditions.append(User.licence_number_hash.in_(cipher.lookup_hashes(text)))
+        statement = statement.where(or_(*conditions)).order_by(User.last_name, User.first_name, User.id)
+    else:
+        statement = statement.order_by(User.created_at.desc(), User.id.desc())
+    users = session.scalars(statement.limit(max(1, min(int(limit), 500)))).all()
+    if cipher is None and any(u.licence_number_encrypted for u in users):
+        cipher = LicenceCipher.from_environment()
+    return [_view(session, user, cipher, checker=None) for user in users]
+
+
+def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str, dropoff_date: date,
+                      *, pickup_date: date | None = None) -> Eligibility:
+    """Whether the customer may drive this type of car for this rental, with every reason if not."""
+    pickup = _as_date(pickup_date) if pickup_date is not None else _today()
+    dropoff = _as_date(dropoff_date)
+    if dropoff < pickup:
+        raise InvalidInput(f"The drop-off date {dropoff:%d %b %Y} is before the pick-up date {pickup:%d %b %Y}; "
+                           "swap them or pick other dates.")
+    vehicle_type = session.scalar(select(VehicleType).where(VehicleType.code == vehicle_type_code))
+    if vehicle_type is None:
+        known = session.scalars(select(VehicleType.code).order_by(VehicleType.rank)).all()
+        raise NotFound(f"There is no vehicle type {vehicle_type_code!r}; pick one of {', '.join(known)}.")
+    user = _load(session, customer_id)
+    if user.status == "erased":
+        erased_on = f" on {user.erased_at:%d %b %Y}" if user.erased_at else ""
+        return Eligibility(user.id, vehicle_type.code, (
+            f"This customer's personal data was erased at their request{erased_on}, so this record cannot be "
+            "booked; create a new customer record if they want to rent again.",))
+    reasons = []
+    if user.status == "blocked":
+        reasons.append("Your account is blocked, so we cannot rent a car to you today; a manager can tell you more.")
+    elif user.status != "active":
+        reasons.append("Your account is disabled, so we cannot rent a car to you today; a manager can tell you more.")
+    if user.date_of_birth is None:
+        reasons.append("We do not have your date of birth; we need it to check the minimum driver age.")
+    else:
+        age = _age(user.date_of_birth, pickup)
+        if age < vehicle_type.min_driver_age:
+            reasons.append(f"You must be at least {vehicle_type.min_driver_age} to drive a {vehicle_type.name}; "
+                           f"you will be {age} at pick-up on {pickup:%d %b %Y}.")
+    if not user.licence_number_encrypted or user.licence_expiry is None:
+        reasons.append("We do not have your driving licence on file; we need to see it (number, issuing country and "
+                       "expiry date) before you can drive.")
+    elif user.licence_expiry < dropoff:
+        reasons.append(f"Your driving licence expires on {user.licence_expiry:%d %b %Y}, before the drop-off on "
+                       f"{dropoff:%d %b %Y}; it must be valid for the whole rental.")
+    if user.identity_status == "rejected":
+        reasons.append("Your licence did not pass our identity check, so we cannot rent a car to you with it.")
+    return Eligibility(user.id, vehicle_type.code, tuple(reasons))
+
+
+# --- helpers -----------------------------------------------------------------------------------------------------
+
+def _load(session: Session, customer_id: int, *, for_update: bool = False) -> User:
+    statement = select(User).where(User.id == _as_id(customer_id), User.role == UserRole.CUSTOMER)
+    user = session.scalar(statement.with_for_update() if for_update else statement)
+    if user is None:
+        raise NotFound(f"There is no customer {customer_id}; search for the customer by name, email, phone or "
+                       "licence number.")
+    return user
+
+
+def _load_for_update(session: Session, customer_id: int) -> User:
+    user = _load(session, customer_id, for_update=True)
+    if user.status == "erased":
+        raise Conflict(f"Customer {user.id} was erased at their request; an erased record cannot be changed — "
+                       "create a new customer if they come back.")
+    return user
+
+
+def _set_status(session: Session, actor: Actor, user: User, status: str, reason: str | None, *,
+                action: str, note: str | None = None) -> Customer:
+    before = _snapshot(user)
+    user.status, user.blocked_reason = status, reason
+    user.updated_at = func.now()
+    _flush(session)
+    audit.record(session, actor, action, "customer", user.id, before, _snapshot(user), note=note)
+    record_event(session, "customer", user.id, "customer.updated", {"customer_id": user.id, "changed": ["status"]})
+    return get_customer(session, actor, user.id)
+
+
+def _view(session: Session, user: User, cipher: LicenceCipher | None, *, checker: str | None | bool = True
+          ) -> Customer:
+    masked = None
+    if user.licence_number_encrypted:
+        assert cipher is not None
+        masked = mask_licence(cipher.decrypt(user.licence_number_encrypted,
+                                             what=f"the licence number of customer {user.id}"))
+    checked_by = None
+    if checker is True and user.identity_checked_by is not None:
+        checked_by = session.scalar(select(aliased(User).email).where(aliased(User).id == user.identity_checked_by))
+    return Customer(
+        id=user.id, email=user.email, first_name=user.first_name, last_name=user.last_name,
+        date_of_birth=user.date_of_birth, phone=user.phone, address=user.address, status=user.status,
+        licence_masked=masked, licence_country=user.licence_country, licence_expiry=user.licence_expiry,
+        identity_status=user.identity_status, identity_checked_at=user.identity_checked_at,
+        identity_checked_by=checked_by, blocked_reason=user.blocked_reason,
+        marketing_opt_in=bool(user.marketing_opt_in), erased_at=user.erased_at, created_at=user.created_at,
+    )
+
+
+def _snapshot(user: User) -> dict[str, Any]:
+    """The audited state: the licence appears only as its hash, which audit.SECRET_FIELDS reduces to 'changed'."""
+    return {
+        "email": user.email, "first_name": user.first_name, "last_name": user.last_name,
+        "date_of_birth": user.date_of_birth, "phone": user.phone, "address": user.address, "status": user.status,
+        "licence_number_hash": user.licence_number_hash.hex() if user.licence_number_hash else None,
+        "licence_country": user.licence_country, "licence_expiry": user.licence_expiry,
+        "identity_status": user.identity_status, "blocked_reason": user.blocked_reason,
+        "marketing_opt_in": bool(user.marketing_opt_in),
+    }
+
+
+def _public_field_names(snapshot_fields: list[str]) -> list[str]:
+    return sorted({"licence_number" if f == "licence_number_hash" else f for f in snapshot_fields})
+
+
+def _apply(user: User, values: Mapping[str, Any], cipher: LicenceCipher | None) -> None:
+    for field, value in values.items():
+        if field == "licence_number":
+            if value is None:
+                user.licence_number_encrypted = user.licence_number_hash = None
+            else:
+                assert cipher is not None
+                user.licence_number_encrypted = cipher.encrypt(value)
+                user.licence_number_hash = cipher.lookup_hash(value)
+        else:
+            setattr(user, field, value)
+
+
+def _flush(session: Session) -> None:
+    """Flush in a savepoint, turning a lost race on the unique email into the same Conflict as the check."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        if "users_email_lower_key" in str(exc.orig):
+            raise DuplicateCustomer("email", "That email address was just taken by another record; search for "
+                                    "the customer before creating them again.") from None
+        raise
+
+
+def _refuse_duplicates(session: Session, values: Mapping[str, Any], cipher: LicenceCipher | None,
+                       customer_id: int | None) -> None:
+    others = User.id != customer_id if customer_id is not None else True
+    if values.get("email"):
+        holder = session.execute(select(User.id, User.role).where(
+            func.lower(User.email) == values["email"].lower(), others)).first()
+        if holder is not None:
+            whose = (f"customer {holder.id}; open that customer instead" if holder.role == UserRole.CUSTOMER
+                     else "a staff account; use the customer's own email")
+            raise DuplicateCustomer("email", f"The email {values['email']} already belongs to {whose}.")
+    if values.get("licence_number"):
+        assert cipher is not None
+        holder_id = session.scalar(select(User.id).where(
+            User.licence_number_hash.in_(cipher.lookup_hashes(values["licence_number"])), others))
+        if holder_id is not None:
+            raise DuplicateCustomer("licence_number", f"This licence number is already on file for customer "
+                                    f"{holder_id}; open that customer instead, or check the number.")
+
+
+def _check_licence_complete(values: Mapping[str, Any]) -> None:
+    present = {f for f in ("licence_number", "licence_country", "licence_expiry") if values.get(f)}
+    if present and len(present) < 3:
+        raise CustomerInputError({
+            f: f"Enter the {LABELS[f]} too: a licence needs its number, issuing country and expiry date."
+            for f in ("licence_number", "licence_country", "licence_expiry") if f not in present
+        })
+
+
+def _clean(values: Mapping[str, Any], *, required: tuple[str, ...]) -> dict[str, Any]:
+    """Each field stripped and checked; raises CustomerInputError naming every field that is wrong."""
+    cleaned: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for field, raw in values.items():
+        try:
+            cleaned[field] = _CLEANERS[field](raw, field in required)
+        except _Problem as problem:
+            problems[field] = str(problem)
+    if problems:
+        raise CustomerInputError(problems)
+    return cleaned
+
+
+class _Problem(Exception):
+    pass
+
+
+def _text(field: str, raw: Any, required: bool, *, multiline: bool = False) -> str | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if required:
+            raise _Problem(f"Enter the customer's {LABELS[field]}.")
+        return None
+    if not isinstance(raw, str):
+        raise _Problem(f"The {LABELS[field]} must be text.")
+    value = raw.strip()
+    if len(value) > LIMITS[field]:
+        raise _Problem(f"The {LABELS[field]} is {len(value)} characters long; shorten it to at most "
+                       f"{LIMITS[field]}.")
+    if (_CONTROL_BUT_NEWLINES if multiline else _CONTROL).search(value):
+        raise _Problem(f"The {LABELS[field]} contains invisible control characters; type it again.")
+    return value
+
+
+def _email(raw: Any, required: bool) -> str | None:
+    value = _text("email", raw, required)
+    if value is not None and not _EMAIL.fullmatch(value):
+        raise _Problem(f"{value[:60]!r} is not an email address; it should look like name@example.com.")
+    return value
+
+
+def _name(field: str):
+    return lambda raw, required: _text(field, raw, required)
+
+
+def _phone(raw: Any, required: bool) -> str | None:
+    value = _text("phone", raw, required)
+    if value is not None and (not _PHONE.fullmatch(value) or len(re.sub(r"\D", "", value)) < 6):
+        raise _Problem("The phone number may hold only digits, spaces, + ( ) - and must have at least 6 digits; "
+                       "e.g. +44 20 7946 0000.")
+    return value
+
+
+def _address(raw: Any, required: bool) -> str | None:
+    return _text("address", raw, required, multiline=True)
+
+
+def _date_of_birth(raw: Any, required: bool) -> date | None:
+    if raw is None:
+        if required:
+            raise _Problem("Enter the customer's date of birth.")
+        return None
+    value = _strict_date("date_of_birth", raw)
+    today = _today()
+    if value > today or value < date(1900, 1, 1):
+        raise _Problem(f"The date of birth {value:%d %b %Y} cannot be right; check it on the licence.")
+    if _age(value, today) < MIN_CUSTOMER_AGE:
+        raise _Problem(f"Customers must be at least {MIN_CUSTOMER_AGE}; this date of birth makes them "
+                       f"{_age(value, today)}. Check it on the licence.")
+    return value
+
+
+def _licence_number(raw: Any, required: bool) -> str | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    value = normalise_licence_number(raw) if isinstance(raw, str) else ""
+    if not _LICENCE.fullmatch(value):
+        # the number itself is never echoed: error messages end up in logs and screenshots
+        raise _Problem("The licence number must be 5 to 20 letters and digits (spaces and hyphens are ignored); "
+                       "copy it again from the licence.")
+    return value
+
+
+def _licence_country(raw: Any, required: bool) -> str | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    value = raw.strip().upper() if isinstance(raw, str) else ""
+    if not _COUNTRY.fullmatch(value):
+        raise _Problem("The licence country must be a two-letter country code, e.g. GB, DE or FR.")
+    return value
+
+
+def _licence_expiry(raw: Any, required: bool) -> date | None:
+    return None if raw is None else _strict_date("licence_expiry", raw)
+
+
+def _marketing(raw: Any, required: bool) -> bool:
+    if not isinstance(raw, bool):
+        raise _Problem("Marketing consent must be yes or no.")
+    return raw
+
+
+def _strict_date(field: str, raw: Any) -> date:
+    if isinstance(raw, datetime) or not isinstance(raw, date):
+        raise _Problem(f"The {LABELS[field]} must be a date (day, month and year).")
+    return raw
+
+
+_CLEANERS = {
+    "email": _email, "first_name": _name("first_name"), "last_name": _name("last_name"),
+    "date_of_birth": _date_of_birth, "phone": _phone, "address": _address, "licence_number": _licence_number,
+    "licence_country": _licence_country, "licence_expiry": _licence_expiry, "marketing_opt_in": _marketing,
+}
+
+
+def _note(note: str | None) -> str | None:
+    if note is None:
+        return None
+    cleaned = _CONTROL_BUT_NEWLINES.sub("", note).strip()
+    if len(cleaned) > NOTE_MAX_CHARS:
+        raise InvalidInput(f"The note is {len(cleaned)} characters long; keep it under {NOTE_MAX_CHARS}.")
+    return cleaned or None
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _as_id(customer_id: Any) -> int:
+    try:
+        value = int(customer_id)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{str(customer_id)[:40]!r} is not a customer number; use the number shown in the "
+                           "search results.") from None
+    if not 0 < value < 2**31:
+        raise NotFound(f"There is no customer {value}; search for the customer by name, email, phone or "
+                       "licence number.")
+    return value
+
+
+def _as_date(value: date) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _age(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
