@@ -65,8 +65,9 @@ def session(engine: Engine) -> Iterator[Session]:
 def demo_url(database_url: URL) -> URL:
     """A committed small demo company in its own database, for page and browser tests."""
     from data.demo import DemoSpec, load_demo
-
     from db.session import session_scope
+    from services import staff
+    from services.actors import Actor
 
     url = database_url.set(database=f"{database_url.database}_ui")
     recreate_database(url)
