@@ -6,11 +6,14 @@ import streamlit as st
 
 from app.resources import get_engine
 from db import health
+from db.config import database_target
 
 
 def require_database() -> None:
     """Render an error and stop the script unless the database is reachable and migrated."""
-    status = health.check(get_engine())
+    hint = ("start it with `fleetdesk db start`" if database_target().embedded
+            else "check that the server is up and that DATABASE_URL is right")
+    status = health.check(get_engine(), hint=hint)
     if status.ok:
         return
     st.error(f"**Fleetdesk cannot reach its data.** {status.message}", icon=":material/database:")

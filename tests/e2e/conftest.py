@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_app(demo_url: URL) -> Iterator[str]:
+@contextmanager
+def serve_app(database_url: URL) -> Iterator[str]:
+    """`streamlit run` of the app against a database, on a free port; yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": demo_url.render_as_string(hide_password=False),
+    env = {**os.environ, "DATABASE_URL": database_url.render_as_string(hide_password=False),
            "FLEETDESK_BASEMAP": "off"}
     log_path = Path(tempfile.mkdtemp(prefix="fleetdesk-e2e-")) / "streamlit.log"
     with open(log_path, "w") as log:  # Popen keeps its own copy of the descriptor
@@ -58,12 +60,20 @@ def live_app(demo_url: URL) -> Iterator[str]:
         raise RuntimeError(f"streamlit did not come up; see {log_path}")
     if process.poll() is not None:
         raise RuntimeError(f"streamlit exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_app(demo_url: URL) -> Iterator[str]:
+    with serve_app(demo_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import text
 
 from db.session import make_engine
+from services.staff import DEMO_STAFF
 
 pytestmark = pytest.mark.e2e
+FLEET_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "fleet@fleetdesk.demo")
 SHOTS = Path(os.environ.get("FLEETDESK_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".fleetdesk" / "shots"))
 
 
@@ -23,8 +25,16 @@ def _count(url, sql: str) -> int:
         engine.dispose()
 
 
+def sign_in(page, base_url: str, email: str, password: str) -> None:
+    page.goto(base_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Sign in to Fleetdesk").wait_for(timeout=60_000)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def test_fleet_map_renders_the_map_and_the_status_counts(live_app, page, demo_url):
-    page.goto(live_app, wait_until="domcontentloaded")
+    sign_in(page, live_app, "fleet@fleetdesk.demo", FLEET_PASSWORD)
     page.get_by_role("heading", name="Fleet map").wait_for(timeout=60_000)
     counts = page.locator(".st-key-status-counts [data-testid='stMetric']")
     counts.first.wait_for(timeout=30_000)
