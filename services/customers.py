@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import String, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from db.models import User, UserRole, VehicleType
 from services import audit
@@ -125,7 +125,7 @@ def create_customer(
     _refuse_duplicates(session, values, cipher, customer_id=None)
     user = User(role=UserRole.CUSTOMER, status="active", identity_status="unverified")
     _apply(user, values, cipher)
-    _flush(session)
+    _flush(session, new=user)
     audit.record(session, actor, "customer.created", "customer", user.id, None, _snapshot(user))
     record_event(session, "customer", user.id, "customer.created", {"customer_id": user.id})
     return _view(session, user, cipher)
@@ -217,7 +217,7 @@ def unblock_customer(session: Session, actor: Actor, customer_id: int, note: str
 def reveal_licence(session: Session, actor: Actor, customer_id: int) -> str:
     """The full licence number, for a desk agent or admin; the audit log records that it was shown, not what."""
     require_role(actor, UserRole.DESK_AGENT, doing="see full licence numbers")
-    user = _load(session, customer_id)
+    user = load_customer(session, customer_id)
     if not user.licence_number_encrypted:
         raise NotFound(f"Customer {user.id} has no licence on file; add it from the customer's licence.")
     number = LicenceCipher.from_environment().decrypt(user.licence_number_encrypted,
@@ -249,7 +249,7 @@ def rotate_licence_keys(session: Session, actor: Actor, *, batch_size: int = 100
 
 def get_customer(session: Session, actor: Actor, customer_id: int) -> Customer:
     require_role(actor, UserRole.DESK_AGENT, doing="look up customers")
-    user = _load(session, customer_id)
+    user = load_customer(session, customer_id)
     return _view(session, user, LicenceCipher.from_environment() if user.licence_number_encrypted else None)
 
 
@@ -274,7 +274,8 @@ def find_customers(session: Session, actor: Actor, query: str, limit: int = 50,
         ]
         digits = re.sub(r"\D", "", text)
         if len(digits) >= 3 and _PHONE.fullmatch(text):
-            conditions.append(func.regexp_replace(User.phone, r"\D", "", "g").contains(digits, autoescape=True))
+            phone_digits = func.regexp_replace(User.phone, r"\D", "", "g", type_=String)
+            conditions.append(phone_digits.like(f"%{digits}%"))
         if _LICENCE.fullmatch(normalise_licence_number(text)):
             cipher = LicenceCipher.from_environment()
             conditions.append(User.licence_number_hash.in_(cipher.lookup_hashes(text)))
@@ -284,7 +285,7 @@ def find_customers(session: Session, actor: Actor, query: str, limit: int = 50,
     users = session.scalars(statement.limit(max(1, min(int(limit), 500)))).all()
     if cipher is None and any(u.licence_number_encrypted for u in users):
         cipher = LicenceCipher.from_environment()
-    return [_view(session, user, cipher, checker=None) for user in users]
+    return [_view(session, user, cipher, with_checker=False) for user in users]
 
 
 def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str, dropoff_date: date,
@@ -299,7 +300,7 @@ def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str
     if vehicle_type is None:
         known = session.scalars(select(VehicleType.code).order_by(VehicleType.rank)).all()
         raise NotFound(f"There is no vehicle type {vehicle_type_code!r}; pick one of {', '.join(known)}.")
-    user = _load(session, customer_id)
+    user = load_customer(session, customer_id)
     if user.status == "erased":
         erased_on = f" on {user.erased_at:%d %b %Y}" if user.erased_at else ""
         return Eligibility(user.id, vehicle_type.code, (
@@ -315,7 +316,7 @@ def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str
     else:
         age = _age(user.date_of_birth, pickup)
         if age < vehicle_type.min_driver_age:
-            reasons.append(f"You must be at least {vehicle_type.min_driver_age} to drive a {vehicle_type.name}; "
+            reasons.append(f"You must be at least {vehicle_type.min_driver_age} to drive our {vehicle_type.name} cars; "
                            f"you will be {age} at pick-up on {pickup:%d %b %Y}.")
     if not user.licence_number_encrypted or user.licence_expiry is None:
         reasons.append("We do not have your driving licence on file; we need to see it (number, issuing country and "
@@ -330,7 +331,8 @@ def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 
-def _load(session: Session, customer_id: int, *, for_update: bool = False) -> User:
+def load_customer(session: Session, customer_id: int, *, for_update: bool = False) -> User:
+    """The customer's row (never a staff account's), for other services; NotFound when there is none."""
     statement = select(User).where(User.id == _as_id(customer_id), User.role == UserRole.CUSTOMER)
     user = session.scalar(statement.with_for_update() if for_update else statement)
     if user is None:
@@ -340,7 +342,7 @@ def _load(session: Session, customer_id: int, *, for_update: bool = False) -> Us
 
 
 def _load_for_update(session: Session, customer_id: int) -> User:
-    user = _load(session, customer_id, for_update=True)
+    user = load_customer(session, customer_id, for_update=True)
     if user.status == "erased":
         raise Conflict(f"Customer {user.id} was erased at their request; an erased record cannot be changed — "
                        "create a new customer if they come back.")
@@ -358,16 +360,15 @@ def _set_status(session: Session, actor: Actor, user: User, status: str, reason:
     return get_customer(session, actor, user.id)
 
 
-def _view(session: Session, user: User, cipher: LicenceCipher | None, *, checker: str | None | bool = True
-          ) -> Customer:
+def _view(session: Session, user: User, cipher: LicenceCipher | None, *, with_checker: bool = True) -> Customer:
     masked = None
     if user.licence_number_encrypted:
         assert cipher is not None
         masked = mask_licence(cipher.decrypt(user.licence_number_encrypted,
                                              what=f"the licence number of customer {user.id}"))
     checked_by = None
-    if checker is True and user.identity_checked_by is not None:
-        checked_by = session.scalar(select(aliased(User).email).where(aliased(User).id == user.identity_checked_by))
+    if with_checker and user.identity_checked_by is not None:
+        checked_by = session.scalar(select(User.email).where(User.id == user.identity_checked_by))
     return Customer(
         id=user.id, email=user.email, first_name=user.first_name, last_name=user.last_name,
         date_of_birth=user.date_of_birth, phone=user.phone, address=user.address, status=user.status,
@@ -407,10 +408,12 @@ def _apply(user: User, values: Mapping[str, Any], cipher: LicenceCipher | None) 
             setattr(user, field, value)
 
 
-def _flush(session: Session) -> None:
+def _flush(session: Session, *, new: User | None = None) -> None:
     """Flush in a savepoint, turning a lost race on the unique email into the same Conflict as the check."""
     try:
         with session.begin_nested():
+            if new is not None:
+                session.add(new)
             session.flush()
     except IntegrityError as exc:
         if "users_email_lower_key" in str(exc.orig):
@@ -421,7 +424,7 @@ def _flush(session: Session) -> None:
 
 def _refuse_duplicates(session: Session, values: Mapping[str, Any], cipher: LicenceCipher | None,
                        customer_id: int | None) -> None:
-    others = User.id != customer_id if customer_id is not None else True
+    others = User.id != customer_id if customer_id is not None else true()
     if values.get("email"):
         holder = session.execute(select(User.id, User.role).where(
             func.lower(User.email) == values["email"].lower(), others)).first()
