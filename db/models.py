@@ -136,6 +136,9 @@ class Vehicle(Base):
     fuel_level: Mapped[int] = mapped_column(SmallInteger)  # percent of a full tank
     last_position: Mapped[Any | None] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
     last_seen_at: Mapped[datetime | None]
+    last_service_at: Mapped[datetime | None]
+    last_service_km: Mapped[int | None] = mapped_column(Integer)
+    status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -355,6 +358,47 @@ class AuditEntry(Base):
     entity_id: Mapped[str] = mapped_column(String(64))
     changes: Mapped[dict[str, Any]]
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class TransferStatus(enum.StrEnum):
+    PLANNED = "planned"
+    IN_TRANSIT = "in_transit"
+    ARRIVED = "arrived"
+    CANCELLED = "cancelled"
+
+
+class Transfer(Base):
+    """A car driven from one branch to another (rebalancing), with its own lifecycle."""
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
+    from_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    to_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    depart_at: Mapped[datetime]
+    arrive_at: Mapped[datetime]
+    status: Mapped[TransferStatus] = mapped_column(_pg_enum(TransferStatus, "transfer_status"))
+    distance_km: Mapped[Decimal | None] = mapped_column(Numeric(8, 1))
+    cost: Mapped[Decimal | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    plan_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class TelematicsReading(Base):
+    """One reading from a car's telematics box (partitioned by month in PostgreSQL)."""
+
+    __tablename__ = "telematics_readings"
+
+    vehicle_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column(primary_key=True)
+    position: Mapped[Any] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    fuel_level: Mapped[int] = mapped_column(SmallInteger)
+    odometer_km: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class AppMeta(Base):
