@@ -18,9 +18,11 @@ from db.config import PROJECT_ROOT, database_target
 from db.errors import DatabaseSetupError
 from db.session import make_engine
 from services import staff
+from services.crypto import check_configuration
 from services.errors import FleetdeskError
 
-COMMAND_MODULES: tuple[str, ...] = ("app.commands.users", "app.commands.tokens")
+COMMAND_MODULES: tuple[str, ...] = ("app.commands.users", "app.commands.tokens", "app.commands.customers", "app.commands.keys",
+                                    "app.commands.telematics")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,6 +96,7 @@ def cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    check_configuration()
     target = up_target()
     require_migrated(target)
     env = {**os.environ}

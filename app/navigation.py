@@ -32,32 +32,41 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("fleet_map.py", "Fleet map", ":material/map:", "fleet-map", "Fleet", ALL_STAFF),
     PageSpec("branches.py", "Branches", ":material/storefront:", "branches", "Fleet", ALL_STAFF),
+    PageSpec("customers.py", "Customers", ":material/badge:", "customers", "Desk", (DESK,)),
     PageSpec("staff.py", "Staff and API tokens", ":material/group:", "staff", "Admin", (ADMIN,)),
     PageSpec("audit_log.py", "Audit log", ":material/history:", "audit-log", "Admin", (ADMIN,)),
 )
 
 
-def _refusal(spec: PageSpec, actor: Actor):
-    def refuse() -> None:
-        allowed = ", ".join(ROLE_LABELS[r].lower() + "s" for r in spec.roles if r != ADMIN) or "admins"
-        st.title(spec.title)
-        st.error(f"**{spec.title}** is for {allowed}. You are signed in as {actor.label} "
-                 f"({ROLE_LABELS[actor.role].lower()}); ask an admin if you need access.", icon=":material/block:")
+def render_refusal(spec: PageSpec, actor: Actor) -> None:
+    allowed = ", ".join(ROLE_LABELS[r].lower() + "s" for r in spec.roles if r != ADMIN) or "admins"
+    st.title(spec.title)
+    st.error(f"**{spec.title}** is for {allowed}. You are signed in as {actor.label} "
+             f"({ROLE_LABELS[actor.role].lower()}); ask an admin if you need access.", icon=":material/block:")
 
-    return refuse
+
+def spec_for(page: st.Page) -> PageSpec | None:
+    return next((spec for spec in PAGES if spec.url_path == page.url_path), None)
 
 
 def pages_for(actor: Actor) -> dict[str, list[st.Page]]:
-    """Sections of the pages this actor may open; the others exist only as hidden refusals."""
+    """Sections of every page; those the actor may not open are hidden (and refused by the router)."""
     sections: dict[str, list[st.Page]] = {}
     default_set = False
     for spec in PAGES:
-        if spec.serves(actor):
-            page = st.Page(PAGES_DIR / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                           default=not default_set)
-            default_set = True
-        else:
-            page = st.Page(_refusal(spec, actor), title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                           visibility="hidden")
+        served = spec.serves(actor)
+        page = st.Page(PAGES_DIR / spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                       default=served and not default_set, visibility="visible" if served else "hidden")
+        default_set = default_set or served
         sections.setdefault(spec.section, []).append(page)
     return sections
+
+
+def sign_in_pages() -> list[st.Page]:
+    """The sign-in screen, also under every page's address so a deep link survives signing in."""
+    from app.ui.sign_in import render_sign_in
+
+    pages = [st.Page(render_sign_in, title="Sign in", url_path="sign-in", default=True)]
+    pages += [st.Page(render_sign_in, title="Sign in", url_path=spec.url_path, visibility="hidden")
+              for spec in PAGES]
+    return pages

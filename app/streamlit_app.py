@@ -6,16 +6,22 @@ import streamlit as st
 from sqlalchemy.exc import OperationalError
 
 from app import auth
-from app.navigation import PAGES_DIR, pages_for
+from app.navigation import pages_for, render_refusal, sign_in_pages, spec_for
 from app.ui.guard import require_database
 from app.ui.session import sign_in, sign_out, signed_in
 from services.actors import ROLE_LABELS
+from services.crypto import KeyConfigurationError, check_configuration
 from services.errors import FleetdeskError
 
 st.set_page_config(page_title="Fleetdesk", page_icon=":material/directions_car:", layout="wide")
 st.logo(str(Path(__file__).parent / "ui" / "logo.svg"), size="large")
 
 require_database()
+try:
+    check_configuration()  # production without encryption keys is a start-up error, not a surprise later
+except KeyConfigurationError as error:
+    st.error(str(error))
+    st.stop()
 
 actor = signed_in()
 if actor is None and (actor := auth.sso_actor()) is not None:
@@ -25,7 +31,7 @@ if actor is None:
         st.error(f"{st.user.get('email', 'This account')} is not an active Fleetdesk staff member; ask an admin.")
         st.button("Sign out", on_click=st.logout)
         st.stop()
-    st.navigation([st.Page(PAGES_DIR / "sign_in.py", title="Sign in", url_path="sign-in")], position="hidden").run()
+    st.navigation(sign_in_pages(), position="hidden").run()
     st.stop()
 
 with st.sidebar:
@@ -36,11 +42,20 @@ with st.sidebar:
             st.logout()
         st.rerun()
 
-navigation = st.navigation(pages_for(actor))
+page = st.navigation(pages_for(actor))
+spec = spec_for(page)
 try:
-    navigation.run()
+    if spec is not None and not spec.serves(actor):
+        render_refusal(spec, actor)  # opened by its address: refuse, never render it
+    else:
+        page.run()
 except FleetdeskError as error:  # a request the services refused: say why, never a traceback
     st.error(str(error))
 except OperationalError:  # the database went away while the page ran
     require_database()
+try:
+    check_configuration()  # production without encryption keys is a start-up error, not a surprise later
+except KeyConfigurationError as error:
+    st.error(str(error))
+    st.stop()
     st.error("The database stopped answering while this page loaded; reload to try again.")

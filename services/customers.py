@@ -21,34 +21,24 @@ from db.models import User, UserRole, VehicleType
 from services import audit
 from services.actors import Actor, require_role
 from services.crypto import LicenceCipher, normalise_licence_number
+from services.customer_fields import (
+    CONTROL_CHARACTERS,
+    LICENCE_FIELDS,
+    LICENCE_PATTERN,
+    PHONE_PATTERN,
+    PROFILE_FIELDS,
+    REQUIRED_FIELDS,
+    age_on,
+    check_licence_complete,
+    clean_fields,
+    clean_note,
+    today,
+)
 from services.errors import Conflict, InvalidInput, NotFound
 from services.events import record_event
 
 IDENTITY_STATUSES = ("unverified", "verified", "rejected")
-MIN_CUSTOMER_AGE = 16
 SEARCH_MAX_CHARS = 200
-NOTE_MAX_CHARS = 500
-LIMITS = {"email": 254, "first_name": 80, "last_name": 80, "phone": 32, "address": 500}
-LABELS = {"email": "email", "first_name": "first name", "last_name": "last name", "date_of_birth": "date of birth",
-          "phone": "phone number", "address": "address", "licence_number": "licence number",
-          "licence_country": "licence country", "licence_expiry": "licence expiry date",
-          "marketing_opt_in": "marketing consent"}
-PROFILE_FIELDS = tuple(LABELS)
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_PHONE = re.compile(r"\+?[0-9 ().\-/]+")
-_LICENCE = re.compile(r"[A-Z0-9]{5,20}")
-_COUNTRY = re.compile(r"[A-Z]{2}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class CustomerInputError(InvalidInput):
-    """One or more fields are invalid; `problems` maps each field to what to fix."""
-
-    def __init__(self, problems: Mapping[str, str]) -> None:
-        self.problems = dict(problems)
-        super().__init__(" ".join(self.problems.values()))
 
 
 class DuplicateCustomer(Conflict):
@@ -116,11 +106,11 @@ def create_customer(
 ) -> Customer:
     """Add a customer after checking every field; all problems are reported at once."""
     require_role(actor, UserRole.DESK_AGENT, doing="create customers")
-    values = _clean(dict(email=email, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth,
+    values = clean_fields(dict(email=email, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth,
                          phone=phone, address=address, licence_number=licence_number,
                          licence_country=licence_country, licence_expiry=licence_expiry,
-                         marketing_opt_in=marketing_opt_in), required=PROFILE_FIELDS)
-    _check_licence_complete(values)
+                         marketing_opt_in=marketing_opt_in), required=REQUIRED_FIELDS)
+    check_licence_complete(values)
     cipher = LicenceCipher.from_environment() if values["licence_number"] else None
     _refuse_duplicates(session, values, cipher, customer_id=None)
     user = User(role=UserRole.CUSTOMER, status="active", identity_status="unverified")
@@ -139,14 +129,16 @@ def update_customer(session: Session, actor: Actor, customer_id: int, **changes:
         raise InvalidInput(f"Customers have no field {', '.join(unknown)}; "
                            f"the fields are {', '.join(PROFILE_FIELDS)}.")
     user = _load_for_update(session, customer_id)
-    values = _clean(changes, required=tuple(f for f in changes if f in ("email", "first_name", "last_name",
-                                                                        "date_of_birth")))
+    values = clean_fields(changes, required=REQUIRED_FIELDS)
     if "licence_number" in values and values["licence_number"] is None:
         values.update(licence_country=None, licence_expiry=None)
-    merged = {"licence_number": "on file" if user.licence_number_encrypted else None,
-              "licence_country": user.licence_country, "licence_expiry": user.licence_expiry, **values}
-    _check_licence_complete(merged)
+    if set(LICENCE_FIELDS) & set(values):
+        check_licence_complete({"licence_number": "on file" if user.licence_number_encrypted else None,
+                                 "licence_country": user.licence_country, "licence_expiry": user.licence_expiry,
+                                 **values})
     cipher = LicenceCipher.from_environment() if values.get("licence_number") else None
+    if cipher and user.licence_number_hash in cipher.lookup_hashes(values["licence_number"]):
+        del values["licence_number"]  # the same licence typed again (under any key): it and its check stand
     _refuse_duplicates(session, values, cipher, customer_id=user.id)
     before = _snapshot(user)
     _apply(user, values, cipher)
@@ -169,7 +161,7 @@ def set_identity_status(session: Session, actor: Actor, customer_id: int, status
     require_role(actor, UserRole.DESK_AGENT, doing="record identity checks")
     if status not in IDENTITY_STATUSES:
         raise InvalidInput(f"Identity status {status!r} does not exist; use one of {', '.join(IDENTITY_STATUSES)}.")
-    note = _note(note)
+    note = clean_note(note)
     if status == "rejected" and not note:
         raise InvalidInput("Say why the identity check was rejected (e.g. 'photo does not match'), then save again.")
     user = _load_for_update(session, customer_id)
@@ -177,7 +169,7 @@ def set_identity_status(session: Session, actor: Actor, customer_id: int, status
         if not user.licence_number_encrypted:
             raise InvalidInput(f"Customer {user.id} has no licence on file; add the licence number, country and "
                                "expiry before verifying it.")
-        if user.licence_expiry and user.licence_expiry < _today():
+        if user.licence_expiry and user.licence_expiry < today():
             raise InvalidInput(f"The licence on file expired on {user.licence_expiry:%d %b %Y}; update the licence "
                                "details from the customer's current licence before verifying it.")
     before = _snapshot(user)
@@ -196,7 +188,7 @@ def set_identity_status(session: Session, actor: Actor, customer_id: int, status
 def block_customer(session: Session, actor: Actor, customer_id: int, reason: str) -> Customer:
     """Stop a customer from being booked, saying why (for staff; never read out to the customer)."""
     require_role(actor, UserRole.DESK_AGENT, doing="block customers")
-    reason = _note(reason)
+    reason = clean_note(reason)
     if not reason:
         raise InvalidInput("Say why the customer is blocked, so that colleagues know; then block again.")
     user = _load_for_update(session, customer_id)
@@ -211,7 +203,7 @@ def unblock_customer(session: Session, actor: Actor, customer_id: int, note: str
     user = _load_for_update(session, customer_id)
     if user.status != "blocked":
         raise Conflict(f"Customer {user.id} is not blocked; there is nothing to unblock.")
-    return _set_status(session, actor, user, "active", None, action="customer.unblocked", note=_note(note))
+    return _set_status(session, actor, user, "active", None, action="customer.unblocked", note=clean_note(note))
 
 
 def reveal_licence(session: Session, actor: Actor, customer_id: int) -> str:
@@ -257,28 +249,35 @@ def find_customers(session: Session, actor: Actor, query: str, limit: int = 50,
                    *, include_erased: bool = False) -> list[Customer]:
     """Customers whose name, email or phone contains the query, or whose licence number is exactly it.
 
-    The query is data, never SQL or a LIKE pattern; an empty query lists the newest customers.
+    The query is data, never SQL or a LIKE pattern; an empty query lists the newest customers. A query of letters
+    and digits together is taken as a licence number and matched by its keyed hash only (an all-digit query is also
+    matched against phone numbers, so database statement logging with parameters must stay off in production).
     """
     require_role(actor, UserRole.DESK_AGENT, doing="look up customers")
-    text = _CONTROL.sub("", query or "")[:SEARCH_MAX_CHARS].strip()
+    text = CONTROL_CHARACTERS.sub("", query or "")[:SEARCH_MAX_CHARS].strip()
     statement = select(User).where(User.role == UserRole.CUSTOMER)
     if not include_erased:
         statement = statement.where(User.status != "erased")
     cipher: LicenceCipher | None = None
     if text:
-        pattern = "%" + _like_escape(text.lower()) + "%"
-        conditions = [
-            func.lower(User.first_name + " " + User.last_name).like(pattern, escape="\\"),
-            func.lower(User.last_name + " " + User.first_name).like(pattern, escape="\\"),
-            func.lower(User.email).like(pattern, escape="\\"),
-        ]
-        digits = re.sub(r"\D", "", text)
-        if len(digits) >= 3 and _PHONE.fullmatch(text):
-            phone_digits = func.regexp_replace(User.phone, r"\D", "", "g", type_=String)
-            conditions.append(phone_digits.like(f"%{digits}%"))
-        if _LICENCE.fullmatch(normalise_licence_number(text)):
+        conditions = []
+        licence = normalise_licence_number(text)
+        if LICENCE_PATTERN.fullmatch(licence):
             cipher = LicenceCipher.from_environment()
             conditions.append(User.licence_number_hash.in_(cipher.lookup_hashes(text)))
+        # Letters and digits together are a licence number, not a name, email or phone: only its hashes go to the
+        # database, so that it cannot end up in a statement log as a search pattern.
+        if not (conditions and re.search(r"[A-Z]", licence) and re.search(r"[0-9]", licence)):
+            pattern = "%" + _like_escape(text.lower()) + "%"
+            conditions += [
+                func.lower(User.first_name + " " + User.last_name).like(pattern, escape="\\"),
+                func.lower(User.last_name + " " + User.first_name).like(pattern, escape="\\"),
+                func.lower(User.email).like(pattern, escape="\\"),
+            ]
+            digits = re.sub(r"\D", "", text)
+            if len(digits) >= 3 and PHONE_PATTERN.fullmatch(text):
+                phone_digits = func.regexp_replace(User.phone, r"\D", "", "g", type_=String)
+                conditions.append(phone_digits.like(f"%{digits}%"))
         statement = statement.where(or_(*conditions)).order_by(User.last_name, User.first_name, User.id)
     else:
         statement = statement.order_by(User.created_at.desc(), User.id.desc())
@@ -291,7 +290,7 @@ def find_customers(session: Session, actor: Actor, query: str, limit: int = 50,
 def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str, dropoff_date: date,
                       *, pickup_date: date | None = None) -> Eligibility:
     """Whether the customer may drive this type of car for this rental, with every reason if not."""
-    pickup = _as_date(pickup_date) if pickup_date is not None else _today()
+    pickup = _as_date(pickup_date) if pickup_date is not None else today()
     dropoff = _as_date(dropoff_date)
     if dropoff < pickup:
         raise InvalidInput(f"The drop-off date {dropoff:%d %b %Y} is before the pick-up date {pickup:%d %b %Y}; "
@@ -314,7 +313,7 @@ def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str
     if user.date_of_birth is None:
         reasons.append("We do not have your date of birth; we need it to check the minimum driver age.")
     else:
-        age = _age(user.date_of_birth, pickup)
+        age = age_on(user.date_of_birth, pickup)
         if age < vehicle_type.min_driver_age:
             reasons.append(f"You must be at least {vehicle_type.min_driver_age} to drive our {vehicle_type.name} cars; "
                            f"you will be {age} at pick-up on {pickup:%d %b %Y}.")
@@ -441,139 +440,6 @@ def _refuse_duplicates(session: Session, values: Mapping[str, Any], cipher: Lice
                                     f"{holder_id}; open that customer instead, or check the number.")
 
 
-def _check_licence_complete(values: Mapping[str, Any]) -> None:
-    present = {f for f in ("licence_number", "licence_country", "licence_expiry") if values.get(f)}
-    if present and len(present) < 3:
-        raise CustomerInputError({
-            f: f"Enter the {LABELS[f]} too: a licence needs its number, issuing country and expiry date."
-            for f in ("licence_number", "licence_country", "licence_expiry") if f not in present
-        })
-
-
-def _clean(values: Mapping[str, Any], *, required: tuple[str, ...]) -> dict[str, Any]:
-    """Each field stripped and checked; raises CustomerInputError naming every field that is wrong."""
-    cleaned: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for field, raw in values.items():
-        try:
-            cleaned[field] = _CLEANERS[field](raw, field in required)
-        except _Problem as problem:
-            problems[field] = str(problem)
-    if problems:
-        raise CustomerInputError(problems)
-    return cleaned
-
-
-class _Problem(Exception):
-    pass
-
-
-def _text(field: str, raw: Any, required: bool, *, multiline: bool = False) -> str | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        if required:
-            raise _Problem(f"Enter the customer's {LABELS[field]}.")
-        return None
-    if not isinstance(raw, str):
-        raise _Problem(f"The {LABELS[field]} must be text.")
-    value = raw.strip()
-    if len(value) > LIMITS[field]:
-        raise _Problem(f"The {LABELS[field]} is {len(value)} characters long; shorten it to at most "
-                       f"{LIMITS[field]}.")
-    if (_CONTROL_BUT_NEWLINES if multiline else _CONTROL).search(value):
-        raise _Problem(f"The {LABELS[field]} contains invisible control characters; type it again.")
-    return value
-
-
-def _email(raw: Any, required: bool) -> str | None:
-    value = _text("email", raw, required)
-    if value is not None and not _EMAIL.fullmatch(value):
-        raise _Problem(f"{value[:60]!r} is not an email address; it should look like name@example.com.")
-    return value
-
-
-def _name(field: str):
-    return lambda raw, required: _text(field, raw, required)
-
-
-def _phone(raw: Any, required: bool) -> str | None:
-    value = _text("phone", raw, required)
-    if value is not None and (not _PHONE.fullmatch(value) or len(re.sub(r"\D", "", value)) < 6):
-        raise _Problem("The phone number may hold only digits, spaces, + ( ) - and must have at least 6 digits; "
-                       "e.g. +44 20 7946 0000.")
-    return value
-
-
-def _address(raw: Any, required: bool) -> str | None:
-    return _text("address", raw, required, multiline=True)
-
-
-def _date_of_birth(raw: Any, required: bool) -> date | None:
-    if raw is None:
-        if required:
-            raise _Problem("Enter the customer's date of birth.")
-        return None
-    value = _strict_date("date_of_birth", raw)
-    today = _today()
-    if value > today or value < date(1900, 1, 1):
-        raise _Problem(f"The date of birth {value:%d %b %Y} cannot be right; check it on the licence.")
-    if _age(value, today) < MIN_CUSTOMER_AGE:
-        raise _Problem(f"Customers must be at least {MIN_CUSTOMER_AGE}; this date of birth makes them "
-                       f"{_age(value, today)}. Check it on the licence.")
-    return value
-
-
-def _licence_number(raw: Any, required: bool) -> str | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    value = normalise_licence_number(raw) if isinstance(raw, str) else ""
-    if not _LICENCE.fullmatch(value):
-        # the number itself is never echoed: error messages end up in logs and screenshots
-        raise _Problem("The licence number must be 5 to 20 letters and digits (spaces and hyphens are ignored); "
-                       "copy it again from the licence.")
-    return value
-
-
-def _licence_country(raw: Any, required: bool) -> str | None:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    value = raw.strip().upper() if isinstance(raw, str) else ""
-    if not _COUNTRY.fullmatch(value):
-        raise _Problem("The licence country must be a two-letter country code, e.g. GB, DE or FR.")
-    return value
-
-
-def _licence_expiry(raw: Any, required: bool) -> date | None:
-    return None if raw is None else _strict_date("licence_expiry", raw)
-
-
-def _marketing(raw: Any, required: bool) -> bool:
-    if not isinstance(raw, bool):
-        raise _Problem("Marketing consent must be yes or no.")
-    return raw
-
-
-def _strict_date(field: str, raw: Any) -> date:
-    if isinstance(raw, datetime) or not isinstance(raw, date):
-        raise _Problem(f"The {LABELS[field]} must be a date (day, month and year).")
-    return raw
-
-
-_CLEANERS = {
-    "email": _email, "first_name": _name("first_name"), "last_name": _name("last_name"),
-    "date_of_birth": _date_of_birth, "phone": _phone, "address": _address, "licence_number": _licence_number,
-    "licence_country": _licence_country, "licence_expiry": _licence_expiry, "marketing_opt_in": _marketing,
-}
-
-
-def _note(note: str | None) -> str | None:
-    if note is None:
-        return None
-    cleaned = _CONTROL_BUT_NEWLINES.sub("", note).strip()
-    if len(cleaned) > NOTE_MAX_CHARS:
-        raise InvalidInput(f"The note is {len(cleaned)} characters long; keep it under {NOTE_MAX_CHARS}.")
-    return cleaned or None
-
-
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -594,9 +460,3 @@ def _as_date(value: date) -> date:
     return value.date() if isinstance(value, datetime) else value
 
 
-def _age(born: date, on: date) -> int:
-    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()

@@ -57,6 +57,8 @@ class TcpProxy:
 
     def cut(self) -> None:
         if self._server:
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
             self._server.close()
             self._server = None
         for link in self._links:

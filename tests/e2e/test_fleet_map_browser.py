@@ -28,8 +28,8 @@ def _count(url, sql: str) -> int:
 def sign_in(page, base_url: str, email: str, password: str) -> None:
     page.goto(base_url, wait_until="domcontentloaded")
     page.get_by_role("heading", name="Sign in to Fleetdesk").wait_for(timeout=60_000)
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
+    page.get_by_role("textbox", name="Email").fill(email)
+    page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
 
 
@@ -73,3 +73,21 @@ def _coloured_pixels(png: bytes) -> int:
         if any(abs(r - tr) < 40 and abs(g - tg) < 40 and abs(b - tb) < 40 for tr, tg, tb in targets):
             hits += 1
     return hits
+
+
+@pytest.mark.parametrize("email, expected", [
+    ("desk@fleetdesk.demo", {"Fleet map", "Branches"}),
+    ("admin@fleetdesk.demo", {"Fleet map", "Branches", "Staff and API tokens", "Audit log"}),
+])
+def test_the_sidebar_lists_only_the_roles_pages_and_a_direct_address_is_refused(live_app, page, email, expected):
+    password = next(p for e, _, _, p in DEMO_STAFF if e == email)
+    sign_in(page, live_app, email, password)
+    page.get_by_role("heading", name="Fleet map").wait_for(timeout=60_000)
+    links = page.locator("[data-testid='stSidebarNav'] a")
+    titles = {links.nth(i).inner_text().strip().splitlines()[-1] for i in range(links.count())}  # after the icon
+    assert expected <= titles
+    if email.startswith("desk"):
+        assert "Audit log" not in titles and "Staff and API tokens" not in titles
+        sign_in(page, f"{live_app}/audit-log", email, password)  # the address typed in, then signed in
+        page.get_by_text("ask an admin if you need access").wait_for(timeout=30_000)
+        assert page.locator("[data-testid='stDataFrame']").count() == 0

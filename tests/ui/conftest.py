@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy.engine import URL
 
@@ -25,10 +27,11 @@ def app_as(app_env):
     from services.actors import Actor
 
     def make(role: str = "admin", page: str | None = None) -> AppTest:
-        at = AppTest.from_file("app/streamlit_app.py", default_timeout=60)
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"), default_timeout=60)
         at.session_state["actor"] = Actor(None, f"{role}@example.test", UserRole(role), f"Test {role}")
         at.session_state["last_seen"] = time.time()
         if page:
+            at.run()  # pages registered with a url_path are known only after a first run
             at.switch_page(page)
         return at
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import streamlit as st
@@ -12,7 +13,7 @@ from app.navigation import PAGES
 from db.models import UserRole
 from services.staff import DEMO_STAFF
 
-APP = "app/streamlit_app.py"
+APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 ROLES = ["desk_agent", "fleet_manager", "pricing_analyst", "admin"]
 
 
@@ -88,16 +89,3 @@ def test_page_role_matrix(app_as, role):
         else:
             assert refusals, (role, spec.file)
             assert not at.dataframe and not at.metric, f"{spec.file} leaked content to {role}"
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_the_navigation_lists_only_the_roles_pages(app_as, role):
-    at = app_as(role).run()
-    from app.navigation import pages_for
-    from services.actors import Actor
-
-    sections = pages_for(Actor(None, "x@example.test", UserRole(role)))
-    visible = {p.title for pages in sections.values() for p in pages if p.visibility == "visible"}
-    expected = {s.title for s in PAGES if role == "admin" or UserRole(role) in s.roles}
-    assert visible == expected
-    assert not at.exception

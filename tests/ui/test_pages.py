@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import streamlit as st
 from sqlalchemy import text
@@ -9,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.session import make_engine
 
-APP = "app/streamlit_app.py"
+APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +47,7 @@ def test_fleet_map_shows_counts_that_match_the_database(app_env, app_as):
     assert metrics["Vehicles shown"] == f"{not_retired:,}"
     assert metrics["Available"] == f"{available:,}"
     assert metrics["Rented"] == f"{rented:,}"
-    assert len(at.get("deckgl_json_chart")) == 1
+    assert len(at.get("deck_gl_json_chart")) == 1
     assert len(at.dataframe[0].value) == not_retired
 
 
@@ -105,7 +107,7 @@ def test_a_branch_opens_in_detail_from_its_link(app_env, app_as):
     at = app_as("fleet_manager")
     code = _scalar(app_env, "SELECT code FROM locations ORDER BY code LIMIT 1")
     at.query_params["branch"] = code
-    at.switch_page("../pages/branches.py").run()
+    at.run().switch_page("../pages/branches.py").run()
     assert not at.exception
     assert at.header[0].value.endswith(code)
     metrics = _metrics(at)
@@ -117,6 +119,6 @@ def test_a_branch_opens_in_detail_from_its_link(app_env, app_as):
 def test_an_unknown_branch_link_says_so(app_env, app_as):
     at = app_as("fleet_manager")
     at.query_params["branch"] = "NOPE"
-    at.switch_page("../pages/branches.py").run()
+    at.run().switch_page("../pages/branches.py").run()
     assert not at.exception
     assert "no branch 'NOPE'" in at.warning[0].value
