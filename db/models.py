@@ -225,11 +225,27 @@ class Booking(Base):
     fuel_in: Mapped[int | None] = mapped_column(SmallInteger)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     cancelled_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    extras: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    confirmed_at: Mapped[datetime | None]
+    picked_up_at: Mapped[datetime | None]
+    licence_checked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    checkout_notes: Mapped[str | None] = mapped_column(Text)
+    checkin_notes: Mapped[str | None] = mapped_column(Text)
+    photo_urls: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    damage_reported: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    late_fee: Mapped[Decimal | None]
+    fuel_charge: Mapped[Decimal | None]
+    damage_charge: Mapped[Decimal | None]
+    cancellation_fee: Mapped[Decimal | None]
+    refund_due: Mapped[Decimal | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     vehicle: Mapped[Vehicle] = relationship(lazy="raise_on_sql")
-    user: Mapped[User] = relationship(lazy="raise_on_sql")
+    user: Mapped[User] = relationship(lazy="raise_on_sql", foreign_keys=[user_id])
 
 
 class MaintenanceBlock(Base):

@@ -1,0 +1,546 @@
+"""Bookings: the lifecycle from a held car to keys handed back, with no overbooking ever.
+
+pending (held until `hold_expires_at`) → confirmed (payment secured, or recorded as due) → picked_up (check-out) →
+completed (check-in). pending/confirmed → cancelled (by the cancellation policy); confirmed → no_show after the
+grace period. Any other transition is refused with a message naming the booking's current state.
+
+PostgreSQL is the guard against overbooking (the exclusion constraint on vehicle_occupancy); this module turns its
+refusal into a sentence for the person, and re-checks where the car will stand with the car's row locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.config import turnaround_minutes
+from db.models import Booking, BookingStatus, User, UserRole, Vehicle, VehicleStatus, VehicleType
+from services import audit, availability, maintenance, pricing
+from services.actors import Actor, require_role
+from services.customers import check_eligibility
+from services.errors import Conflict, InvalidInput, NotFound
+from services.events import record_event
+
+REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out over a counter
+STATE_LABELS = {"pending": "pending", "confirmed": "confirmed", "picked_up": "picked up", "completed": "completed",
+                "cancelled": "cancelled", "no_show": "a no-show"}
+
+
+def _env_number(name: str, default: str) -> Decimal:
+    raw = os.environ.get(name, default)
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The desk's rules, from the environment (documented in the README)."""
+
+    hold_minutes: int
+    no_show_grace_minutes: int
+    free_cancellation_hours: int
+    late_cancellation_fee_pct: Decimal
+    late_return_grace_minutes: int
+    late_fee_per_hour_pct: Decimal  # of the daily rate, per started hour late, capped at the daily rate a day
+    fuel_price_per_percent: Decimal  # per percent of a tank short, refuelling service included
+    early_checkout_minutes: int
+
+    @classmethod
+    def from_environment(cls) -> Policy:
+        return cls(
+            hold_minutes=int(_env_number("FLEETDESK_HOLD_MINUTES", "15")),
+            no_show_grace_minutes=int(_env_number("FLEETDESK_NO_SHOW_GRACE_MINUTES", "120")),
+            free_cancellation_hours=int(_env_number("FLEETDESK_FREE_CANCELLATION_HOURS", "48")),
+            late_cancellation_fee_pct=_env_number("FLEETDESK_LATE_CANCELLATION_FEE_PCT", "50"),
+            late_return_grace_minutes=int(_env_number("FLEETDESK_LATE_RETURN_GRACE_MINUTES", "29")),
+            late_fee_per_hour_pct=_env_number("FLEETDESK_LATE_FEE_PER_HOUR_PCT", "25"),
+            fuel_price_per_percent=_env_number("FLEETDESK_FUEL_PRICE_PER_PERCENT", "0.90"),
+            early_checkout_minutes=int(_env_number("FLEETDESK_EARLY_CHECKOUT_MINUTES", "60")),
+        )
+
+
+class InvalidTransition(Conflict):
+    """The booking is not in a state that allows this."""
+
+
+@dataclass(frozen=True)
+class BookingResult:
+    booking: Booking
+    created: bool  # False when an idempotent retry returned the booking made the first time
+
+
+# --- reading ----------------------------------------------------------------------------------------------------------
+
+def get_booking(session: Session, booking_id: int, *, lock: bool = False) -> Booking:
+    booking = session.get(Booking, booking_id, with_for_update=lock)
+    if booking is None:
+        raise NotFound(f"There is no booking {booking_id}; check the number or search by reference.")
+    return booking
+
+
+def find_by_reference(session: Session, reference: str) -> Booking:
+    cleaned = reference.strip().upper().replace(" ", "")[:20]
+    booking = session.scalar(select(Booking).where(Booking.reference == cleaned))
+    if booking is None:
+        raise NotFound(f"There is no booking with reference {cleaned!r}; check it with the customer, or search by "
+                       "plate or name.")
+    return booking
+
+
+def _require_state(booking: Booking, allowed: tuple[BookingStatus, ...], doing: str) -> None:
+    if booking.status not in allowed:
+        wanted = " or ".join(STATE_LABELS[s.value] for s in allowed)
+        raise InvalidTransition(f"Booking {booking.reference} is {STATE_LABELS[booking.status.value]}; only a "
+                                f"{wanted} booking can be {doing}.")
+
+
+def _snapshot(booking: Booking) -> dict[str, Any]:
+    fields = ("status", "vehicle_id", "pickup_location_id", "dropoff_location_id", "pickup_at", "dropoff_at",
+              "total_price", "payment_status", "hold_expires_at", "actual_return_at", "odometer_out_km", "fuel_out",
+              "odometer_in_km", "fuel_in", "late_fee", "fuel_charge", "damage_charge", "cancellation_fee",
+              "refund_due", "cancel_reason", "extras")
+    return {name: getattr(booking, name) for name in fields}
+
+
+def _event(session: Session, booking: Booking, event_type: str, **extra: Any) -> None:
+    payload = {"booking_id": booking.id, "reference": booking.reference, "status": booking.status.value,
+               "vehicle_id": booking.vehicle_id, "pickup_location_id": booking.pickup_location_id,
+               "dropoff_location_id": booking.dropoff_location_id, "pickup_at": booking.pickup_at.isoformat(),
+               "dropoff_at": booking.dropoff_at.isoformat(), **extra}
+    record_event(session, "booking", booking.id, event_type, json.loads(json.dumps(payload, default=str)))
+
+
+def _local(session: Session, location_id: int, at: datetime) -> str:
+    zone = session.execute(text("SELECT timezone FROM locations WHERE id = :id"), {"id": location_id}).scalar_one()
+    return at.astimezone(ZoneInfo(zone)).strftime("%a %-d %b %H:%M")
+
+
+# --- making a booking ---------------------------------------------------------------------------------------------
+
+def _new_reference() -> str:
+    return "FD" + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))
+
+
+def _fingerprint(**request: Any) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_times(pickup_at: datetime, dropoff_at: datetime, now: datetime) -> None:
+    for name, value in (("pick-up", pickup_at), ("drop-off", dropoff_at)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise InvalidInput(f"The {name} time must include its time zone.")
+    if dropoff_at <= pickup_at:
+        raise InvalidInput("The drop-off must be after the pick-up; swap the times or pick other dates.")
+    if pickup_at < now - availability.PAST_TOLERANCE:
+        raise InvalidInput(f"The pick-up ({pickup_at:%d %b %Y %H:%M} UTC) is in the past; pick a time from now on.")
+    longest = availability.max_rental_days()
+    if dropoff_at - pickup_at > timedelta(days=longest):
+        raise InvalidInput(f"A rental can last at most {longest} days; split it into two bookings.")
+
+
+def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_id: int, pickup_location_id: int,
+                   dropoff_location_id: int, pickup_at: datetime, dropoff_at: datetime,
+                   extras: tuple[str, ...] | list[str] = (), channel: str = "desk",
+                   idempotency_key: str | None = None, now: datetime | None = None,
+                   policy: Policy | None = None) -> BookingResult:
+    """Hold a car for a customer: a pending booking with its price frozen, released if not confirmed in time.
+
+    With an idempotency key, a retry of the same request returns the booking made the first time, and the same key
+    with a different request is refused.
+    """
+    require_role(actor, UserRole.DESK_AGENT, doing="make bookings")
+    policy = policy or Policy.from_environment()
+    now = now or datetime.now(UTC)
+    extras = tuple(dict.fromkeys(extras))
+    fingerprint = _fingerprint(customer_id=customer_id, vehicle_id=vehicle_id, pickup=pickup_location_id,
+                               dropoff=dropoff_location_id, pickup_at=pickup_at, dropoff_at=dropoff_at,
+                               extras=sorted(extras))
+    if idempotency_key:
+        existing = _by_idempotency_key(session, idempotency_key, fingerprint)
+        if existing is not None:
+            return BookingResult(existing, created=False)
+    _check_times(pickup_at, dropoff_at, now)
+    customer = session.get(User, customer_id)
+    if customer is None or customer.role != UserRole.CUSTOMER:
+        raise NotFound(f"There is no customer {customer_id}; find or create the customer first.")
+    vehicle_type = session.scalar(select(VehicleType).join(Vehicle, Vehicle.vehicle_type_id == VehicleType.id)
+                                  .where(Vehicle.id == vehicle_id))
+    if vehicle_type is None:
+        raise NotFound(f"There is no vehicle {vehicle_id}; pick a car from the search.")
+    availability.check_opening_hours(session, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at)
+    eligibility = check_eligibility(session, customer_id, vehicle_type.code, dropoff_at.date(),
+                                    pickup_date=pickup_at.date())
+    if not eligibility.eligible:
+        raise InvalidInput("This driver cannot take this car: " + " ".join(eligibility.reasons))
+    reason = availability.unavailable_reason(session, vehicle_id, pickup_location_id, dropoff_location_id,
+                                             pickup_at, dropoff_at, lock=True)
+    if reason:
+        raise Conflict(reason)
+    price = pricing.quote(session, vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at, extras)
+    booking = Booking(
+        user_id=customer_id, vehicle_id=vehicle_id, vehicle_type_id=vehicle_type.id,
+        pickup_location_id=pickup_location_id, dropoff_location_id=dropoff_location_id, pickup_at=pickup_at,
+        dropoff_at=dropoff_at, turnaround_minutes=turnaround_minutes(), total_price=price.total,
+        currency=price.currency, price_breakdown=price.as_breakdown(), status=BookingStatus.PENDING,
+        payment_status="unpaid", channel=channel, hold_expires_at=now + timedelta(minutes=policy.hold_minutes),
+        extras=list(extras), idempotency_key=idempotency_key, request_fingerprint=fingerprint,
+        created_by=actor.user_id,
+    )
+    try:
+        _insert(session, booking, vehicle_id, pickup_location_id, pickup_at, dropoff_at)
+    except _DuplicateKey:
+        existing = _by_idempotency_key(session, idempotency_key or "", fingerprint)
+        if existing is None:  # pragma: no cover - the unique violation means it exists
+            raise
+        return BookingResult(existing, created=False)
+    audit.record(session, actor, "booking.created", "booking", booking.id, None, _snapshot(booking))
+    _event(session, booking, "booking.created", total_price=str(booking.total_price), currency=booking.currency)
+    return BookingResult(booking, created=True)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _insert(session: Session, booking: Booking, vehicle_id: int, location_id: int, pickup_at: datetime,
+            dropoff_at: datetime) -> None:
+    for _ in range(5):
+        booking.reference = _new_reference()
+        try:
+            with session.begin_nested():
+                session.add(booking)
+                session.flush()
+            return
+        except IntegrityError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            detail = str(exc.orig)
+            if state == "23P01":
+                raise Conflict(_clash_message(session, vehicle_id, location_id, pickup_at, dropoff_at)) from None
+            if state == "23505" and "bookings_idempotency_key" in detail:
+                raise _DuplicateKey() from None
+            if state == "23505" and "reference" in detail:
+                continue  # a reference drawn twice: draw again
+            raise
+    raise Conflict("Could not draw a unique booking reference; try again.")
+
+
+def _clash_message(session: Session, vehicle_id: int, location_id: int, pickup_at: datetime,
+                   dropoff_at: datetime) -> str:
+    """What the car is already taken for — periods only, never another customer's details."""
+    until = dropoff_at + timedelta(minutes=turnaround_minutes())
+    row = session.execute(text("""
+        SELECT v.license_plate, lower(o.period) AS starts, upper(o.period) AS ends, o.maintenance_block_id
+        FROM vehicle_occupancy o JOIN vehicles v ON v.id = o.vehicle_id
+        WHERE o.vehicle_id = :v AND o.period && tstzrange(:a, :b, '[)') ORDER BY lower(o.period) LIMIT 1
+    """), {"v": vehicle_id, "a": pickup_at, "b": until}).first()
+    if row is None:
+        plate = session.execute(text("SELECT license_plate FROM vehicles WHERE id = :v"), {"v": vehicle_id}).scalar()
+        return f"{plate} was just booked by someone else for these dates; choose another car or other dates."
+    what = "in maintenance" if row.maintenance_block_id else "already booked"
+    return (f"{row.license_plate} is {what} from {_local(session, location_id, row.starts)} to "
+            f"{_local(session, location_id, row.ends)} (turnaround included); choose another car or other dates.")
+
+
+def _by_idempotency_key(session: Session, key: str, fingerprint: str) -> Booking | None:
+    if len(key) > 128 or not key.strip():
+        raise InvalidInput("An idempotency key must be 1 to 128 characters.")
+    existing = session.scalar(select(Booking).where(Booking.idempotency_key == key))
+    if existing is not None and existing.request_fingerprint != fingerprint:
+        raise InvalidInput("This idempotency key was already used for a different booking request; use a new key "
+                           "for a new request.")
+    return existing
+
+
+# --- moving along the lifecycle ----------------------------------------------------------------------------------
+
+def confirm_booking(session: Session, actor: Actor, booking_id: int, *, payment: str = "due",
+                    now: datetime | None = None) -> Booking:
+    """Secure a held booking. `payment` is 'due' (to be paid at the desk) or 'paid' (cash taken, or the gateway)."""
+    require_role(actor, UserRole.DESK_AGENT, doing="confirm bookings")
+    now = now or datetime.now(UTC)
+    if payment not in ("due", "paid"):
+        raise InvalidInput("Payment must be recorded as 'due' or 'paid'.")
+    booking = get_booking(session, booking_id, lock=True)
+    if booking.status == BookingStatus.CONFIRMED:
+        return booking  # a double click, or a webhook after the desk: confirming twice changes nothing
+    _require_state(booking, (BookingStatus.PENDING,), "confirmed")
+    if booking.hold_expires_at and booking.hold_expires_at < now:
+        raise InvalidTransition(f"The hold on booking {booking.reference} expired at "
+                                f"{_local(session, booking.pickup_location_id, booking.hold_expires_at)}; search "
+                                "again and make a new booking.")
+    before = _snapshot(booking)
+    booking.status = BookingStatus.CONFIRMED
+    booking.payment_status = payment
+    booking.confirmed_at = now
+    booking.updated_at = now
+    session.flush()
+    audit.record(session, actor, "booking.confirmed", "booking", booking.id, before, _snapshot(booking))
+    _event(session, booking, "booking.confirmed", payment_status=payment)
+    return booking
+
+
+def check_out(session: Session, actor: Actor, booking_id: int, *, odometer_km: int, fuel_level: int,
+              licence_checked: bool, notes: str = "", photo_urls: tuple[str, ...] = (),
+              now: datetime | None = None, policy: Policy | None = None) -> Booking:
+    """Hand over the keys: record odometer, fuel, the state of the car and that the licence was checked."""
+    require_role(actor, UserRole.DESK_AGENT, doing="hand over cars")
+    policy = policy or Policy.from_environment()
+    now = now or datetime.now(UTC)
+    booking = get_booking(session, booking_id, lock=True)
+    _require_state(booking, (BookingStatus.CONFIRMED,), "checked out")
+    if not licence_checked:
+        raise InvalidInput("Check the driver's licence in person before handing over the keys, then tick the box.")
+    if now < booking.pickup_at - timedelta(minutes=policy.early_checkout_minutes):
+        raise InvalidInput(f"Booking {booking.reference} starts at "
+                           f"{_local(session, booking.pickup_location_id, booking.pickup_at)}; hand the car over "
+                           "then, or change the booking's times first.")
+    vehicle = session.get(Vehicle, booking.vehicle_id, with_for_update=True)
+    _check_reading(odometer_km, fuel_level, vehicle.odometer_km)
+    if vehicle.status != VehicleStatus.AVAILABLE or vehicle.current_location_id != booking.pickup_location_id:
+        raise Conflict(f"{vehicle.license_plate} is {vehicle.status.label.lower()} and not ready at the pick-up "
+                       "branch; change the booking to another car (Bookings page) before handing over.")
+    before = _snapshot(booking)
+    booking.status = BookingStatus.PICKED_UP
+    booking.picked_up_at = now
+    booking.odometer_out_km, booking.fuel_out = odometer_km, fuel_level
+    booking.licence_checked_by = actor.user_id
+    booking.checkout_notes = notes.strip()[:2000] or None
+    booking.photo_urls = list(photo_urls)
+    booking.updated_at = now
+    vehicle.status, vehicle.current_location_id = VehicleStatus.RENTED, None
+    vehicle.odometer_km, vehicle.fuel_level, vehicle.updated_at = odometer_km, fuel_level, now
+    session.flush()
+    audit.record(session, actor, "booking.checked_out", "booking", booking.id, before, _snapshot(booking))
+    _event(session, booking, "booking.picked_up", odometer_km=odometer_km, fuel_level=fuel_level)
+    record_event(session, "vehicle", vehicle.id, "vehicle.status_changed",
+                 {"vehicle_id": vehicle.id, "status": "rented", "booking_id": booking.id})
+    return booking
+
+
+def _check_reading(odometer_km: int, fuel_level: int, known_odometer: int) -> None:
+    if not 0 <= fuel_level <= 100:
+        raise InvalidInput(f"Fuel must be a percentage from 0 to 100, not {fuel_level}.")
+    if odometer_km < known_odometer:
+        raise InvalidInput(f"The odometer reads {odometer_km:,} km but the car was last at {known_odometer:,} km; "
+                           "read it again.")
+
+
+@dataclass(frozen=True)
+class ReturnCharges:
+    late_hours: int
+    late_fee: Decimal
+    fuel_short_pct: int
+    fuel_charge: Decimal
+    damage_charge: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.late_fee + self.fuel_charge + self.damage_charge
+
+    def explain(self) -> list[str]:
+        lines = []
+        if self.late_fee:
+            lines.append(f"Late return: {self.late_hours} started hour{'s' if self.late_hours != 1 else ''} "
+                         f"after the grace period, £{self.late_fee}.")
+        if self.fuel_charge:
+            lines.append(f"Fuel: {self.fuel_short_pct}% of a tank short, £{self.fuel_charge} including refuelling.")
+        if self.damage_charge:
+            lines.append(f"Damage: £{self.damage_charge}.")
+        return lines or ["No extra charges."]
+
+
+def return_charges(booking: Booking, *, returned_at: datetime, fuel_level: int, damage_charge: Decimal,
+                   daily_rate: Decimal, policy: Policy) -> ReturnCharges:
+    """Late fee (per started hour past the grace period, capped at the daily rate per started day) and fuel."""
+    late = returned_at - booking.dropoff_at
+    late_hours = 0
+    late_fee = Decimal("0.00")
+    if late > timedelta(minutes=policy.late_return_grace_minutes):
+        late_hours = math.ceil(late.total_seconds() / 3600)
+        per_hour = daily_rate * policy.late_fee_per_hour_pct / 100
+        cap = daily_rate * math.ceil(late.total_seconds() / 86400)
+        late_fee = pricing.money(min(per_hour * late_hours, cap))
+    short = max(0, (booking.fuel_out or 0) - fuel_level)
+    fuel_charge = pricing.money(policy.fuel_price_per_percent * short)
+    if damage_charge < 0:
+        raise InvalidInput("A damage charge cannot be negative.")
+    return ReturnCharges(late_hours, late_fee, short, fuel_charge, pricing.money(damage_charge))
+
+
+def check_in(session: Session, actor: Actor, booking_id: int, *, odometer_km: int, fuel_level: int,
+             returned_at: datetime | None = None, damaged: bool = False, damage_charge: Decimal = Decimal("0"),
+             notes: str = "", now: datetime | None = None, policy: Policy | None = None) -> tuple[Booking, ReturnCharges]:
+    """Take the car back: charges computed, the car free at the drop-off branch (or in maintenance when due)."""
+    require_role(actor, UserRole.DESK_AGENT, doing="take cars back")
+    policy = policy or Policy.from_environment()
+    now = now or datetime.now(UTC)
+    returned_at = returned_at or now
+    booking = get_booking(session, booking_id, lock=True)
+    _require_state(booking, (BookingStatus.PICKED_UP,), "checked in")
+    if returned_at.tzinfo is None or returned_at < (booking.picked_up_at or booking.pickup_at):
+        raise InvalidInput("The return time must be after the car was picked up.")
+    if returned_at > now + timedelta(minutes=5):
+        raise InvalidInput("The return time is in the future; enter when the car actually came back.")
+    vehicle = session.get(Vehicle, booking.vehicle_id, with_for_update=True)
+    _check_reading(odometer_km, fuel_level, booking.odometer_out_km or 0)
+    if damaged and not notes.strip():
+        raise InvalidInput("Describe the damage in the notes so the workshop knows what to fix.")
+    charges = return_charges(booking, returned_at=returned_at, fuel_level=fuel_level,
+                             damage_charge=Decimal(damage_charge), daily_rate=vehicle.daily_rate, policy=policy)
+    before = _snapshot(booking)
+    booking.status = BookingStatus.COMPLETED
+    booking.actual_return_at = returned_at
+    booking.odometer_in_km, booking.fuel_in = odometer_km, fuel_level
+    booking.late_fee, booking.fuel_charge, booking.damage_charge = (charges.late_fee, charges.fuel_charge,
+                                                                    charges.damage_charge)
+    booking.damage_reported = damaged
+    booking.checkin_notes = notes.strip()[:2000] or None
+    booking.updated_at = now
+    new_status = maintenance.status_after_return(session, vehicle.id, damaged=damaged, odometer_km=odometer_km,
+                                                 now=now)
+    vehicle.status = new_status
+    vehicle.status_reason = ("damaged on return" if damaged else "due for service") \
+        if new_status == VehicleStatus.MAINTENANCE else None
+    vehicle.current_location_id = booking.dropoff_location_id
+    vehicle.odometer_km, vehicle.fuel_level, vehicle.updated_at = odometer_km, fuel_level, now
+    session.flush()
+    audit.record(session, actor, "booking.checked_in", "booking", booking.id, before, _snapshot(booking))
+    _event(session, booking, "booking.completed", extra_charges=str(charges.total),
+           late_fee=str(charges.late_fee), fuel_charge=str(charges.fuel_charge))
+    record_event(session, "vehicle", vehicle.id, "vehicle.status_changed",
+                 {"vehicle_id": vehicle.id, "status": new_status.value, "location_id": booking.dropoff_location_id})
+    return booking, charges
+
+
+def cancellation_terms(booking: Booking, now: datetime, policy: Policy) -> tuple[Decimal, Decimal]:
+    """(fee, refund due): free until `free_cancellation_hours` before pick-up, then a percentage, then all of it.
+
+    The refund due is what was paid less the fee; an unpaid booking is owed nothing back.
+    """
+    if now <= booking.pickup_at - timedelta(hours=policy.free_cancellation_hours):
+        fee = Decimal("0.00")
+    elif now < booking.pickup_at:
+        fee = pricing.money(booking.total_price * policy.late_cancellation_fee_pct / 100)
+    else:
+        fee = pricing.money(booking.total_price)
+    paid = booking.total_price if booking.payment_status == "paid" else Decimal("0.00")
+    return fee, pricing.money(max(Decimal("0"), paid - fee))
+
+
+def cancel_booking(session: Session, actor: Actor, booking_id: int, *, reason: str, now: datetime | None = None,
+                   policy: Policy | None = None) -> Booking:
+    """Cancel a pending or confirmed booking; the fee and the refund due follow the cancellation policy."""
+    require_role(actor, UserRole.DESK_AGENT, doing="cancel bookings")
+    policy = policy or Policy.from_environment()
+    now = now or datetime.now(UTC)
+    if not reason.strip():
+        raise InvalidInput("Give a reason for the cancellation; it is kept with the booking.")
+    booking = get_booking(session, booking_id, lock=True)
+    _require_state(booking, (BookingStatus.PENDING, BookingStatus.CONFIRMED), "cancelled")
+    before = _snapshot(booking)
+    fee, refund = cancellation_terms(booking, now, policy)
+    booking.status = BookingStatus.CANCELLED
+    booking.cancel_reason = reason.strip()[:500]
+    booking.cancelled_at = now
+    booking.cancellation_fee, booking.refund_due = fee, refund
+    booking.updated_at = now
+    session.flush()
+    audit.record(session, actor, "booking.cancelled", "booking", booking.id, before, _snapshot(booking))
+    _event(session, booking, "booking.cancelled", refund_due=str(refund), cancellation_fee=str(fee))
+    return booking
+
+
+def change_booking(session: Session, actor: Actor, booking_id: int, *, vehicle_id: int | None = None,
+                   pickup_at: datetime | None = None, dropoff_at: datetime | None = None,
+                   now: datetime | None = None) -> Booking:
+    """Move a pending or confirmed booking to other dates or another car, re-checked and re-priced atomically."""
+    require_role(actor, UserRole.DESK_AGENT, doing="change bookings")
+    now = now or datetime.now(UTC)
+    booking = get_booking(session, booking_id, lock=True)
+    _require_state(booking, (BookingStatus.PENDING, BookingStatus.CONFIRMED), "changed")
+    new_vehicle = vehicle_id or booking.vehicle_id
+    new_pickup, new_dropoff = pickup_at or booking.pickup_at, dropoff_at or booking.dropoff_at
+    _check_times(new_pickup, new_dropoff, now)
+    availability.check_opening_hours(session, booking.pickup_location_id, booking.dropoff_location_id, new_pickup,
+                                     new_dropoff)
+    reason = availability.unavailable_reason(session, new_vehicle, booking.pickup_location_id,
+                                             booking.dropoff_location_id, new_pickup, new_dropoff,
+                                             ignore_booking_id=booking.id, lock=True)
+    if reason:
+        raise Conflict(reason)
+    price = pricing.quote(session, new_vehicle, booking.pickup_location_id, booking.dropoff_location_id, new_pickup,
+                          new_dropoff, tuple(booking.extras))
+    before = _snapshot(booking)
+    try:
+        with session.begin_nested():
+            booking.vehicle_id, booking.pickup_at, booking.dropoff_at = new_vehicle, new_pickup, new_dropoff
+            booking.vehicle_type_id = session.execute(
+                text("SELECT vehicle_type_id FROM vehicles WHERE id = :v"), {"v": new_vehicle}).scalar_one()
+            booking.total_price, booking.price_breakdown = price.total, price.as_breakdown()
+            booking.updated_at = now
+            session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23P01":
+            session.refresh(booking)
+            raise Conflict(_clash_message(session, new_vehicle, booking.pickup_location_id, new_pickup,
+                                          new_dropoff)) from None
+        raise
+    audit.record(session, actor, "booking.changed", "booking", booking.id, before, _snapshot(booking))
+    _event(session, booking, "booking.changed", total_price=str(booking.total_price))
+    return booking
+
+
+# --- scheduled jobs --------------------------------------------------------------------------------------------
+
+def expire_holds(session: Session, *, now: datetime | None = None) -> int:
+    """Release pending bookings whose hold has run out; returns how many."""
+    now = now or datetime.now(UTC)
+    expired = session.scalars(select(Booking).where(Booking.status == BookingStatus.PENDING,
+                                                    Booking.hold_expires_at < now)
+                              .with_for_update(skip_locked=True)).all()
+    system = Actor(None, "job:expire-holds", UserRole.ADMIN, "scheduled job")
+    for booking in expired:
+        before = _snapshot(booking)
+        booking.status, booking.cancel_reason, booking.cancelled_at = (BookingStatus.CANCELLED,
+                                                                       "hold expired unconfirmed", now)
+        booking.cancellation_fee, booking.refund_due = Decimal("0.00"), Decimal("0.00")
+        audit.record(session, system, "booking.hold_expired", "booking", booking.id, before, _snapshot(booking))
+        _event(session, booking, "booking.hold_expired")
+    session.flush()
+    return len(expired)
+
+
+def mark_no_shows(session: Session, *, now: datetime | None = None, policy: Policy | None = None) -> int:
+    """Confirmed bookings not picked up within the grace period become no-shows; returns how many."""
+    policy = policy or Policy.from_environment()
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(minutes=policy.no_show_grace_minutes)
+    late = session.scalars(select(Booking).where(Booking.status == BookingStatus.CONFIRMED,
+                                                 Booking.pickup_at < cutoff)
+                           .with_for_update(skip_locked=True)).all()
+    system = Actor(None, "job:no-shows", UserRole.ADMIN, "scheduled job")
+    for booking in late:
+        before = _snapshot(booking)
+        booking.status = BookingStatus.NO_SHOW
+        booking.updated_at = now
+        audit.record(session, system, "booking.no_show", "booking", booking.id, before, _snapshot(booking))
+        _event(session, booking, "booking.no_show")
+    session.flush()
+    return len(late)
