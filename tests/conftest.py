@@ -15,6 +15,13 @@ from db import cluster, migrate
 from db.config import test_database_target
 from db.session import make_engine
 
+TEST_ENCRYPTION_KEY = "8t9s83BB4gZrz8HlbtH7FQ9vyQBHIHi50iNKgjItCmM="
+
+
+def pytest_configure(config) -> None:
+    # One key for the whole run: the demo databases, the app under test and the tests all read the same licences.
+    os.environ.setdefault("FLEETDESK_ENCRYPTION_KEYS", TEST_ENCRYPTION_KEY)
+
 
 def _admin_connect(url: URL) -> psycopg.Connection:
     return psycopg.connect(
