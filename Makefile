@@ -27,3 +27,7 @@ test: setup lint
 clean:
 	-$(FD) db stop
 	rm -rf .fleetdesk .venv
+
+.PHONY: bench
+bench: db  # the benchmarks (bench/); the first run builds their company in its own database
+	.venv/bin/python -m bench

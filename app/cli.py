@@ -22,7 +22,8 @@ from services.crypto import check_configuration
 from services.errors import FleetdeskError
 
 COMMAND_MODULES: tuple[str, ...] = ("app.commands.users", "app.commands.tokens", "app.commands.customers", "app.commands.keys",
-                                    "app.commands.telematics")
+                                    "app.commands.telematics", "app.commands.vehicles", "app.commands.jobs",
+                                    "app.commands.payments", "app.commands.api")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -32,7 +32,14 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("fleet_map.py", "Fleet map", ":material/map:", "fleet-map", "Fleet", ALL_STAFF),
     PageSpec("branches.py", "Branches", ":material/storefront:", "branches", "Fleet", ALL_STAFF),
+    PageSpec("vehicles.py", "Vehicles", ":material/directions_car:", "vehicles", "Fleet", (FLEET,)),
+    PageSpec("maintenance.py", "Maintenance", ":material/build:", "maintenance", "Fleet", (FLEET,)),
+    PageSpec("walk_in.py", "Walk-in desk", ":material/point_of_sale:", "walk-in", "Desk", (DESK,)),
+    PageSpec("returns.py", "Returns", ":material/assignment_return:", "returns", "Desk", (DESK,)),
+    PageSpec("bookings.py", "Bookings", ":material/event_note:", "bookings", "Desk", (DESK,)),
+    PageSpec("availability.py", "Availability", ":material/event_available:", "availability", "Desk", ALL_STAFF),
     PageSpec("customers.py", "Customers", ":material/badge:", "customers", "Desk", (DESK,)),
+    PageSpec("payments.py", "Payments", ":material/payments:", "payments", "Desk", (DESK,)),
     PageSpec("staff.py", "Staff and API tokens", ":material/group:", "staff", "Admin", (ADMIN,)),
     PageSpec("audit_log.py", "Audit log", ":material/history:", "audit-log", "Admin", (ADMIN,)),
 )

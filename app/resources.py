@@ -79,3 +79,63 @@ def branch_list():
 def branch_detail(location_id: int):
     with session() as s:
         return branches.branch_detail(s, location_id)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def vehicle_table(search: str, statuses: tuple[str, ...], type_codes: tuple[str, ...], location_ids: tuple[int, ...],
+                  include_retired: bool):
+    from services import vehicles
+
+    with session() as s:
+        fleet.make_filter(s, statuses=statuses, type_codes=type_codes, location_ids=location_ids)
+        return vehicles.list_vehicles(s, search=search, statuses=statuses, type_codes=type_codes,
+                                      location_ids=location_ids, include_retired=include_retired)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def vehicle_plates() -> list[str]:
+    """Plates of the vehicles that are not retired, for pickers."""
+    from services import vehicles
+
+    with session() as s:
+        return list(vehicles.list_vehicles(s, limit=50_000)["plate"])
+
+
+@st.cache_data(ttl=30, show_spinner="Checking service intervals…")
+def service_queue():
+    from services import maintenance
+
+    with session() as s:
+        return maintenance.service_queue(s)
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def open_maintenance_blocks():
+    from services import maintenance
+
+    with session() as s:
+        return maintenance.open_blocks(s)
+
+
+def forget_vehicle_data() -> None:
+    """After a change to vehicles or maintenance, the cached readers must not show the old state."""
+    for reader in (vehicle_table, vehicle_plates, service_queue, open_maintenance_blocks, fleet_snapshot,
+                   branch_list, branch_detail):
+        reader.clear()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def search_places():
+    """Branches with position and time zone, for the availability search."""
+    from services import availability
+
+    with session() as s:
+        return availability.search_places(s)
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def time_zone_near(lat: float, lon: float) -> str:
+    from services import availability
+
+    with session() as s:
+        return availability.time_zone_near(s, lat, lon)

@@ -243,6 +243,7 @@ class Booking(Base):
     refund_due: Mapped[Decimal | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    disputed: Mapped[bool] = mapped_column(Boolean, server_default="false")  # flagged for staff (0007)
 
     vehicle: Mapped[Vehicle] = relationship(lazy="raise_on_sql")
     user: Mapped[User] = relationship(lazy="raise_on_sql", foreign_keys=[user_id])
@@ -292,6 +293,15 @@ class Payment(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # 0007_payments
+    attempt: Mapped[int] = mapped_column(SmallInteger, server_default="1")
+    provider_charge_id: Mapped[str | None] = mapped_column(String(128))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    dispute_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    dispute_status: Mapped[str | None] = mapped_column(String(32))
+    dispute_reason: Mapped[str | None] = mapped_column(Text)
+    dispute_amount: Mapped[Decimal | None]
+    disputed_at: Mapped[datetime | None]
 
 
 class Refund(Base):
@@ -306,6 +316,7 @@ class Refund(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     provider_refund_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # 0007
 
 
 class PricingRule(Base):
@@ -424,3 +435,19 @@ class AppMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]]
+
+
+class PaymentEvent(Base):
+    """An event the payment gateway sent us, stored once by its id (card data never kept)."""
+
+    __tablename__ = "payment_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16), server_default="stripe")
+    provider_event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    payload: Mapped[dict[str, Any]]
+    outcome: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    processed_at: Mapped[datetime | None]

@@ -22,6 +22,7 @@ apt_install() {
 
 if [ "$want_browser" = 1 ]; then
   [ -x /usr/bin/chromium ] || apt_install chromium
+  command -v pdftoppm >/dev/null || apt_install poppler-utils
   exit 0
 fi
 

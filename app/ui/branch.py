@@ -40,7 +40,7 @@ def render_branch_detail(detail: BranchDetail, basemap: str | None) -> None:
                                 legend=alt.Legend(labelExpr=_label_expr())),
                 tooltip=["vehicle_type", "status", "cars"],
             ).properties(height=200, title="Cars on hand by type")
-            st.altair_chart(chart, width="stretch")
+            st.altair_chart(chart, width="stretch", height=240)
     with right:
         st.markdown("**Opening hours**")
         st.dataframe({"Day": [d.title() for d in WEEKDAYS], "Hours": [detail.hours[d] for d in WEEKDAYS]},
@@ -53,7 +53,7 @@ def render_branch_detail(detail: BranchDetail, basemap: str | None) -> None:
             y=alt.Y("bookings:Q", title="Bookings"), color=alt.Color("movement:N", title=None),
             tooltip=["day:T", "movement", "bookings"],
         ).properties(height=200),
-        width="stretch",
+        width="stretch", height=240,
     )
     map_col, near_col = st.columns([3, 2])
     with map_col:

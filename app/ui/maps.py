@@ -117,3 +117,96 @@ def branch_overview_deck(branches: pd.DataFrame, basemap: str | None) -> pdk.Dec
         map_provider="carto" if basemap else None, map_style=basemap,
         tooltip={"html": "{tip}", "style": {"fontSize": "12px"}},
     )
+
+
+def vehicle_deck(*, status: str, plate: str, position: tuple[float, float] | None,
+                 branch: tuple[float, float, str] | None, trail: pd.DataFrame, basemap: str | None,
+                 branches: pd.DataFrame | None = None) -> pdk.Deck:
+    """One car: its last reported position (coloured by status), its branch, the path of its recent readings, and
+    the other branches (lat, lon, code) faintly, for bearings when there is no basemap."""
+    points = pd.DataFrame(  # the car last, so it is drawn over its branch when it stands there
+        ([{"lat": branch[0], "lon": branch[1], "tip": f"Its branch <b>{html.escape(branch[2])}</b>",
+           "colour": [*BRANCH_COLOUR, 200]}] if branch else [])
+        + ([{"lat": position[0], "lon": position[1], "tip": f"<b>{html.escape(plate)}</b> · last reported here",
+             "colour": STATUS_COLOURS.get(status, [90, 90, 90])}] if position else []),
+        columns=["lat", "lon", "tip", "colour"],
+    )
+    frame = pd.concat([points[["lat", "lon"]], trail[["lat", "lon"]]]) if not trail.empty else points[["lat", "lon"]]
+    if branches is not None and not branches.empty and not frame.empty:
+        # frame the two nearest branches too, so a car on the road is seen in relation to places people know
+        centre_lat, centre_lon = frame["lat"].mean(), frame["lon"].mean()
+        near = ((branches["lat"] - centre_lat) ** 2
+                + ((branches["lon"] - centre_lon) * math.cos(math.radians(centre_lat))) ** 2).nsmallest(3).index
+        frame = pd.concat([frame, branches.loc[near, ["lat", "lon"]]])
+    layers = [graticule_layer(frame, step=0.1)]
+    if branches is not None and not branches.empty:
+        others = branches.assign(tip="Branch <b>" + _esc(branches["code"]) + "</b>")[["lat", "lon", "code", "tip"]]
+        layers.append(pdk.Layer("ScatterplotLayer", data=others, id="other-branches", get_position=["lon", "lat"],
+                                get_fill_color=[*BRANCH_COLOUR, 50], get_radius=120, radius_min_pixels=3,
+                                pickable=True))
+        layers.append(label_layer(others))
+    if len(trail) > 1:
+        path = [{"path": trail[["lon", "lat"]].astype(float).values.tolist(), "tip": "path of the readings"}]
+        layers.append(pdk.Layer("PathLayer", data=path, id="trail", get_path="path", get_color=[31, 119, 180, 160],
+                                width_min_pixels=2, pickable=True))
+    layers.append(pdk.Layer("ScatterplotLayer", data=points, id="vehicle", get_position=["lon", "lat"],
+                            get_fill_color="colour", get_radius=80, radius_min_pixels=6, radius_max_pixels=14,
+                            pickable=True, stroked=True, get_line_color=[255, 255, 255], line_width_min_pixels=1))
+    view = view_for(frame)
+    view.zoom = min(view.zoom - 0.5, 12)  # a margin, so no point hides under the zoom buttons
+    return pdk.Deck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
+                    map_style=basemap, tooltip={"html": "{tip}", "style": {"fontSize": "12px"}})
+
+
+FREE_COLOUR = [46, 160, 67]
+SEARCH_COLOUR = [200, 40, 40]
+
+
+def availability_deck(cars: pd.DataFrame, branches: pd.DataFrame, *, point: tuple[float, float] | None,
+                      radius_km: float | None, branch_id: int | None, basemap: str | None) -> pdk.Deck:
+    """Free cars per branch (sized by how many, with the cheapest daily rate), every branch faintly for bearings
+    and picking, and the point and radius searched. Cars stand at their branch, so they are drawn per branch."""
+    all_branches = branches.assign(location_id=branches["id"],
+                                   tip="<b>" + _esc(branches["code"]) + " " + _esc(branches["name"]) + "</b>")
+    layers: list[pdk.Layer] = []
+    frame = all_branches.iloc[0:0][["lat", "lon"]]
+    if point is not None:
+        ring = pd.DataFrame([{"lat": point[0], "lon": point[1], "radius": (radius_km or 0) * 1000,
+                              "tip": f"Searched around {point[0]:.4f}, {point[1]:.4f}"}])
+        layers.append(pdk.Layer("ScatterplotLayer", data=ring, id="search-radius", get_position=["lon", "lat"],
+                                get_radius="radius", filled=False, stroked=True,
+                                get_line_color=[*SEARCH_COLOUR, 150], line_width_min_pixels=1, pickable=False))
+        layers.append(pdk.Layer("ScatterplotLayer", data=ring, id="search-point", get_position=["lon", "lat"],
+                                get_radius=40, radius_min_pixels=5, get_fill_color=[*SEARCH_COLOUR, 230],
+                                pickable=True))
+        reach = (radius_km or 0) / 111.32
+        wide = reach / max(math.cos(math.radians(point[0])), 0.01)
+        frame = pd.DataFrame({"lat": [point[0] - reach, point[0] + reach], "lon": [point[1] - wide, point[1] + wide]})
+    elif branch_id is not None:
+        frame = all_branches[all_branches["id"] == branch_id][["lat", "lon"]]
+    if not cars.empty:
+        per_branch = (cars.groupby(["location_id", "location_code", "location_name", "lat", "lon", "currency"],
+                                   as_index=False)
+                      .agg(free=("id", "count"), cheapest=("daily_rate", "min")))
+        per_branch["radius"] = (per_branch["free"] ** 0.5) * 150
+        per_branch["tip"] = ("<b>" + _esc(per_branch["location_code"]) + " " + _esc(per_branch["location_name"])
+                             + "</b><br/>" + per_branch["free"].astype(str) + " free cars shown, from "
+                             + per_branch["cheapest"].astype(str) + " " + per_branch["currency"] + " a day")
+        layers.append(pdk.Layer("ScatterplotLayer", data=per_branch[["location_id", "lat", "lon", "radius", "tip"]],
+                                id="free-cars", get_position=["lon", "lat"], get_radius="radius",
+                                radius_min_pixels=5, get_fill_color=[*FREE_COLOUR, 190], stroked=True,
+                                get_line_color=[255, 255, 255], line_width_min_pixels=1, pickable=True))
+        if point is None:
+            frame = pd.concat([frame, per_branch[["lat", "lon"]]])
+    if frame.empty:
+        frame = all_branches[["lat", "lon"]]
+    layers.insert(0, pdk.Layer("ScatterplotLayer", data=all_branches[["location_id", "lat", "lon", "tip"]],
+                               id="search-branches", get_position=["lon", "lat"], get_radius=120,
+                               radius_min_pixels=4, get_fill_color=[*BRANCH_COLOUR, 70], pickable=True))
+    span = float(frame["lat"].max() - frame["lat"].min()) if len(frame) else 0.0
+    layers.insert(0, graticule_layer(frame, step=0.1 if span < 1 else 0.5))
+    layers.append(label_layer(all_branches))
+    view = view_for(frame)
+    view.zoom = min(view.zoom, 12.5)
+    return pdk.Deck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
+                    map_style=basemap, tooltip={"html": "{tip}", "style": {"fontSize": "12px"}})
