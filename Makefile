@@ -11,8 +11,11 @@ db: setup
 	@$(FD) db start
 	@$(FD) db migrate
 
+# The demo pays through localstripe, a Stripe-compatible server on this machine (unset STRIPE_API_BASE: real Stripe).
+demo: export STRIPE_API_BASE ?= http://127.0.0.1:8420
 demo: db
 	@$(FD) demo-data
+	@$(FD) payments server start
 	@$(FD) serve --port $(UI_PORT)
 
 lint: setup
@@ -25,6 +28,7 @@ test: setup lint
 	.venv/bin/pytest
 
 clean:
+	-$(FD) payments server stop
 	-$(FD) db stop
 	rm -rf .fleetdesk .venv
 

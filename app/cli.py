@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.commands.common import CommandError, operator, require_migrated, unit_of_work, unreachable, up_target
 from db import cluster, migrate
-from db.config import PROJECT_ROOT, database_target
+from db.config import PROJECT_ROOT, database_target, fleetdesk_home
 from db.errors import DatabaseSetupError
 from db.session import make_engine
 from services import staff
@@ -109,11 +109,27 @@ def cmd_serve(args: argparse.Namespace) -> None:
     with unit_of_work() as session:
         logins = [login for login in staff.ensure_demo_staff(session, operator())
                   if staff.get_staff(session, login[0]).status == "active"] if _has_demo(session) else []
+    api = None
+    if args.api_port:
+        api_log = open(fleetdesk_home() / "api.log", "ab")  # noqa: SIM115 - the child keeps writing to it
+        api = subprocess.Popen([sys.executable, "-m", "app.cli", "api", "--host", args.host, "--port",
+                                str(args.api_port)], env=env, cwd=PROJECT_ROOT, stdout=api_log, stderr=api_log)
     print(f"Fleetdesk is served on http://localhost:{args.port}")
+    if api:
+        print(f"  REST API     http://localhost:{args.api_port}  (docs: http://localhost:{args.api_port}/docs; "
+              f"log: {fleetdesk_home() / 'api.log'})")
+    if os.environ.get("STRIPE_API_BASE"):
+        print(f"  payments     Stripe stand-in (localstripe) at {os.environ['STRIPE_API_BASE']}")
     for email, role, password in logins:
         print(f"  demo login  {role:<16} {email:<26} password: {password}")
     sys.stdout.flush()
-    raise SystemExit(subprocess.call(command, env=env, cwd=PROJECT_ROOT))
+    try:
+        code = subprocess.call(command, env=env, cwd=PROJECT_ROOT)
+    finally:
+        if api:
+            api.terminate()
+            api.wait(timeout=10)
+    raise SystemExit(code)
 
 
 def _has_demo(session) -> bool:
@@ -142,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the dashboard")
     serve.add_argument("--port", type=int, default=int(os.environ.get("FLEETDESK_UI_PORT", "8501")))
     serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--api-port", type=int, default=int(os.environ.get("FLEETDESK_API_PORT", "8000")),
+                       help="also serve the REST API on this port (0: do not)")
     serve.set_defaults(func=cmd_serve)
 
     for module_name in COMMAND_MODULES:

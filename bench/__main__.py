@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("availability", "bookings")
+BENCHMARKS = ("availability", "bookings", "api")
 
 
 def main(argv: list[str]) -> int:

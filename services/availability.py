@@ -16,18 +16,24 @@ A search at a branch also needs the pick-up branch open at the pick-up and the d
 closed and lists the ones it skipped (`Availability.closed_branches`).
 
 The search reads `vehicle_free_periods` (migration 0004): every stretch between the periods a car is taken, with the
-branch it stands at and where its next booking starts, kept by triggers and indexed by (branch, period). A free car
-is then one GiST probe per branch; a radius search walks the branches outwards from the point (a KNN scan of the
-locations' geography index) and stops as soon as the nearest `limit` cars are found.
+branch it stands at and where its next booking starts, kept by triggers. Its index holds each branch's stretches in
+price order, so a branch is one index range scan that stops at the cheapest `limit` stretches containing the rental;
+a radius search walks the branches outwards from the point (a KNN scan of the locations' geography index) and stops
+at the branch that completes the nearest `limit` cars.
+
+`find_available` answers an `Availability`: the cars as frozen `AvailableVehicle` rows (nearest, then cheapest, then
+by id; `Availability.frame()` gives them as a DataFrame), the days charged, whether more were free, the closed
+branches a radius search skipped, and a hint when nothing was found. Money is Decimal.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,8 +44,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.config import turnaround_minutes
-from services.branches import WEEKDAYS, is_open
 from services.errors import InvalidInput, NotFound
+from services.opening_hours import closed_reason
 
 DEFAULT_RADIUS_KM = 25.0
 MAX_RADIUS_KM = 500.0
@@ -307,7 +313,7 @@ def find_available(session: Session, query: AvailabilityQuery, *, now: datetime 
         params |= {"pickup_id": query.pickup_location_id, "dropoff_id": dropoff_branch["id"]}
         found = _FOUND_AT_BRANCH.format(types=types_clause)
 
-    rows = _fetch(session, _DETAILS.format(found=found), params)
+    rows = _fetch(session, _DETAILS.format(found=found), params, prepare=False if query.around_point else None)
     vehicles = tuple(_vehicle(row, days) for row in rows[:query.limit])
     more = len(rows) > query.limit
     closed: tuple[ClosedBranch, ...] = ()
@@ -329,16 +335,18 @@ def _vehicle(row: dict[str, Any], days: int) -> AvailableVehicle:
     )
 
 
-def _fetch(session: Session, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of a query run on the session's connection, in its transaction, planned for these very parameters.
+def _fetch(session: Session, sql: str, params: dict[str, Any], *, prepare: bool | None = None
+           ) -> list[dict[str, Any]]:
+    """Rows of a query run on the session's connection, in its transaction, as dicts.
 
-    Never as a server-side prepared statement: its generic plan cannot know that the walk outwards from a point
-    stops at the first branches, and sorts every free car in the radius instead (ten times slower).
+    prepare=False plans the query for these very parameters every time: the walk outwards from a point needs it, as
+    a prepared statement's generic plan cannot know that the walk stops at the first branches and sorts every free
+    car in the radius instead (ten times slower). None lets psycopg prepare a query it sees often.
     """
     session.flush()  # what the caller added must be seen, as session.execute would
     connection = session.connection().connection.driver_connection
     with connection.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(sql, params, prepare=False)
+        cursor.execute(sql, params, prepare=prepare)
         return cursor.fetchall()
 
 
@@ -394,7 +402,7 @@ def _type_ids(session: Session, codes: Sequence[str]) -> list[int]:
 
 
 def _require_open(branch: dict[str, Any], at: datetime, what: str) -> None:
-    reason = _closed_reason(branch, at, what)
+    reason = closed_reason(branch["operating_hours"], branch["timezone"], at, what)
     if reason:
         raise InvalidInput(f"{branch['name']} is {reason}. Choose a time when it is open, or another branch.")
 
@@ -403,22 +411,28 @@ def _closed_branches(session: Session, query: AvailabilityQuery, reach_m: float)
     dropoff_closed = "" if query.dropoff_location_id is not None else \
         "OR NOT l.opening_minutes @> fd_minute_of_week(%(dropoff)s, l.timezone)"
     rows = _fetch(session, f"""
-        SELECT l.id, l.code, l.name, l.timezone, l.operating_hours, l.geog <-> %(here)s::geography AS distance_m
+        SELECT l.id, l.code, l.name, l.timezone, l.operating_hours::text AS hours,
+               l.geog <-> %(here)s::geography AS distance_m
         FROM locations l
         WHERE l.geog && _ST_Expand(%(here)s::geography, %(reach_m)s::float8)
           AND l.geog <-> %(here)s::geography <= %(reach_m)s::float8
           AND (NOT l.opening_minutes @> fd_minute_of_week(%(pickup)s, l.timezone) {dropoff_closed})
         ORDER BY distance_m, l.id
     """, {"here": _point_wkt(query.lat, query.lon), "reach_m": reach_m, "pickup": query.pickup_at,
-          "dropoff": query.dropoff_at})
-    closed = []
-    for row in rows:
-        reasons = [_closed_reason(row, query.pickup_at, "pick-up")]
-        if query.dropoff_location_id is None:
-            reasons.append(_closed_reason(row, query.dropoff_at, "drop-off"))
-        closed.append(ClosedBranch(row["id"], row["code"], row["name"], round(row["distance_m"] / 1000, 3),
-                                   " and ".join(r for r in reasons if r)))
-    return tuple(closed)
+          "dropoff": query.dropoff_at}, prepare=False)
+    reasons: dict[tuple[str, str], str] = {}  # a night search may skip hundreds of branches with a few kinds of hours
+
+    def reason(hours_text: str, zone: str) -> str:
+        if (hours_text, zone) not in reasons:
+            hours = json.loads(hours_text)
+            said = [closed_reason(hours, zone, query.pickup_at, "pick-up")]
+            if query.dropoff_location_id is None:
+                said.append(closed_reason(hours, zone, query.dropoff_at, "drop-off"))
+            reasons[(hours_text, zone)] = " and ".join(r for r in said if r)
+        return reasons[(hours_text, zone)]
+
+    return tuple(ClosedBranch(row["id"], row["code"], row["name"], round(row["distance_m"] / 1000, 3),
+                              reason(row["hours"], row["timezone"])) for row in rows)
 
 
 def _why_empty(session: Session, query: AvailabilityQuery, branches: dict[int, dict[str, Any]],
@@ -448,50 +462,6 @@ def _why_empty(session: Session, query: AvailabilityQuery, branches: dict[int, d
     branches_word = "branch" if open_count == 1 else "branches"
     return (f"No car{types} is free for the whole period at the {open_count} open {branches_word} {where}; "
             "try other dates or types, or a wider radius.")
-
-
-# --- opening hours in words -----------------------------------------------------------------------------------------
-
-def _closed_reason(branch: dict[str, Any], at: datetime, what: str) -> str | None:
-    """None when open at `at`, else 'closed at 03:00 on Sunday 6 December (the pick-up); it opens at 05:00'."""
-    zone = ZoneInfo(branch["timezone"])
-    local = at.astimezone(zone)
-    hours = branch["operating_hours"]
-    if is_open(hours, local):
-        return None
-    said = f"closed at {local:%H:%M} on {local:%A} {local.day} {local:%B} (the {what})"
-    opens = _next_opening(hours, local)
-    if opens is None:
-        return f"{said} and has no opening hours"
-    if opens.date() == local.date():
-        return f"{said}; it opens at {opens:%H:%M}"
-    return f"{said}; it opens at {opens:%H:%M} on {opens:%A} {opens.day} {opens:%B}"
-
-
-def _next_opening(hours: dict[str, Any], local: datetime) -> datetime | None:
-    starts = []
-    for offset in range(8):
-        day: date = local.date() + timedelta(days=offset)
-        for span in hours.get(WEEKDAYS[day.weekday()], []):
-            start = _clock(span[0], opening=True)
-            end = _clock(span[1], opening=False)
-            if start is None or end is None or end <= start:
-                continue  # a span that never opens (is_open never says open in it)
-            begins = datetime.combine(day, start, tzinfo=local.tzinfo)
-            if begins > local:
-                starts.append(begins)
-    return min(starts, default=None)
-
-
-def _clock(hhmm: Any, *, opening: bool) -> time | None:
-    """'07:30' as a time; '24:00' is midnight when opening and the end of the day (23:59:59.999999) when closing."""
-    try:
-        hours, minutes = (int(part) for part in str(hhmm).split(":"))
-        if (hours, minutes) == (24, 0):
-            return time(0) if opening else time.max
-        return time(hours, minutes)
-    except ValueError:
-        return None
 
 
 def _when(at: datetime) -> str:

@@ -47,7 +47,7 @@ def search_form(places: pd.DataFrame) -> AvailabilityQuery | None:
             place = labels.get(branch, "")
         if where == AROUND_POINT:
             dropoff = st.selectbox("Drop-off branch", [None, *labels], key=KEY + "dropoff-any",
-                                   format_func=lambda i: "Back where the car was found" if i is None else labels[i])
+                                   format_func=lambda i: "Round trip" if i is None else labels[i])
         else:
             dropoff = st.selectbox("Drop-off branch", [None, *labels], key=KEY + "dropoff",
                                    format_func=lambda i: "Same as pick-up" if i is None else labels[i])

@@ -79,8 +79,10 @@ def receipt(lines: list[tuple[str, Decimal]], total: Decimal, vat: Decimal | Non
 
 
 def agreement_download(view: BookingView, *, key: str, label: str = "Rental agreement (PDF)") -> None:
-    """A download button for the printable rental agreement, made from the booking as it is now."""
-    pdf = render_agreement(view, policy=Policy.from_environment(), issued_at=datetime.now(UTC))
+    """A download button for the printable rental agreement of the booking as shown, made when it is clicked."""
+    def pdf() -> bytes:
+        return render_agreement(view, policy=Policy.from_environment(), issued_at=datetime.now(UTC))
+
     st.download_button(label, pdf, file_name=f"rental-agreement-{view.reference}.pdf", mime="application/pdf",
                        on_click="ignore", icon=":material/picture_as_pdf:", key=key)
 

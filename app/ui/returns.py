@@ -98,12 +98,14 @@ def check_in_form(actor: Actor, view: BookingView) -> Readings | None:
     zone = ZoneInfo(view.dropoff.timezone)
     state.setdefault("returns_odometer", view.odometer_out_km or view.vehicle_odometer_km)
     state.setdefault("returns_fuel", view.fuel_out if view.fuel_out is not None else 100)
-    state.setdefault("returns_at", datetime.now(zone).replace(second=0, microsecond=0, tzinfo=None))
+    now = datetime.now(zone).replace(tzinfo=None)
+    minute = now.replace(second=0, microsecond=0)  # up to the minute: never before a hand-over made just now
+    state.setdefault("returns_at", minute + timedelta(minutes=1) if now > minute else minute)
     with st.form("returns-check-in"):
         st.markdown("**Check-in**")
         reading, fuel, when = st.columns(3)
         reading.number_input("Odometer (km)", min_value=0, step=1, key="returns_odometer", **KEEP)
-        fuel.slider("Fuel (% of a tank)", 0, 100, step=5, key="returns_fuel", **KEEP)
+        fuel.slider("Fuel (% of a tank)", 0, 100, step=1, key="returns_fuel", **KEEP)
         when.datetime_input(f"Returned at ({view.dropoff.timezone})", key="returns_at", format="DD/MM/YYYY",
                             step=timedelta(minutes=1), **KEEP)
         damaged, charge = st.columns([0.5, 0.5], vertical_alignment="bottom")

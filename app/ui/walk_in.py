@@ -1,5 +1,6 @@
 """The walk-in desk, one step after the other on one screen: where and when → a free car → the driver → extras →
-the quote and payment → the booking, its agreement and the keys.
+the quote and payment → the booking, its agreement and the keys. This module holds the frame every step uses and
+steps 1 and 2; walk_in_driver has step 3, walk_in_booking steps 4 to 6.
 
 Every value lives in st.session_state under a "walkin_" key and every widget keeps its value for the whole session
 (persist_state), so a step that folds into its one-line summary, or a visit to another page, loses nothing. A step
@@ -23,21 +24,17 @@ from app import resources
 from app.resources import session
 from app.ui import desk
 from app.ui.desk import plain
-from services import availability, booking_views, bookings, pricing
+from services import availability, booking_views
 from services.actors import Actor
 from services.availability import Availability, AvailabilityQuery, AvailableVehicle
-from services.booking_views import BookingView, format_money, local_time
+from services.booking_views import format_money, local_time
 from services.errors import FleetdeskError, InvalidInput
 
 STEPS = ("Where, when and what", "Free cars", "Driver", "Extras", "Quote and payment", "Booking and keys")
 KEEP = {"persist_state": "session"}
 SAME_BRANCH = 0
-PAYMENTS = {"due": "Record as due at the desk", "paid": "Cash received"}
 SORTS = {"price": "Cheapest first", "distance": "Nearest first"}
 FLASH = "walkin_flash"
-# The flow's own values (not widgets); "Start over" clears them and every walkin_ widget except the branch.
-STATE = ("walkin_search", "walkin_found", "walkin_car", "walkin_customer_id", "walkin_extras_done",
-         "walkin_booking_id", "walkin_editing", "walkin_key", "walkin_note")
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,8 @@ def begin(actor: Actor) -> None:
         zone = places.set_index("id").loc[state["walkin_branch"], "timezone"]
         start = _next_quarter(datetime.now(ZoneInfo(zone)) + timedelta(minutes=15)).replace(tzinfo=None)
         state["walkin_pickup"], state["walkin_dropoff"] = start, start + timedelta(days=3)
+    state.setdefault("walkin_radius", 10.0)
+    state.setdefault("walkin_sort", "price")
     left, right = st.columns([0.8, 0.2], vertical_alignment="bottom")
     left.caption("A walk-in rental from the first question to the keys. Nothing typed is lost when you go back "
                  "to a step.")
@@ -95,12 +94,12 @@ def _next_quarter(at: datetime) -> datetime:
     return at + timedelta(minutes=-at.minute % 15)
 
 
-def _booked() -> bool:
+def booked() -> bool:
     return st.session_state.get("walkin_booking_id") is not None
 
 
 def is_open(number: int, done: bool) -> bool:
-    return not done or (st.session_state.get("walkin_editing") == number and not _booked())
+    return not done or (st.session_state.get("walkin_editing") == number and not booked())
 
 
 def _edit(number: int) -> None:
@@ -116,7 +115,7 @@ def folded(number: int, summary: str) -> None:
     with st.container(border=True, key=f"walkin-step-{number}"):
         line, button = st.columns([0.88, 0.12], vertical_alignment="center")
         line.markdown(f":material/check_circle: **{number} · {STEPS[number - 1]}** — {summary}")
-        if not _booked():
+        if not booked():
             button.button("Edit", key=f"walkin-edit-{number}", on_click=_edit, args=(number,), type="tertiary",
                           icon=":material/edit:")
 
@@ -145,28 +144,50 @@ def where_and_when(actor: Actor) -> bool:
         return True
     places = desk.branches().set_index("id")
     names = (places["code"] + " · " + places["name"]).to_dict()
-    with opened(1), st.form("walkin-search-form", border=False):
-        where, back = st.columns(2)
-        where.selectbox("Pick-up branch", list(names), format_func=names.get, key="walkin_branch", **KEEP)
-        back.selectbox("Return to", [SAME_BRANCH, *names], format_func=lambda i: names.get(i, "The same branch"),
-                       key="walkin_return_branch", **KEEP)
-        start, end, kinds = st.columns([1, 1, 1.2])
-        start.datetime_input("Pick-up", key="walkin_pickup", format="DD/MM/YYYY", step=timedelta(minutes=15),
-                             **KEEP)
-        end.datetime_input("Return", key="walkin_dropoff", format="DD/MM/YYYY", step=timedelta(minutes=15), **KEEP)
-        kinds.multiselect("Vehicle type", resources.vehicle_types(), key="walkin_types", placeholder="Any type", **KEEP)
-        near, radius, order = st.columns([1, 1, 1.2], vertical_alignment="bottom")
-        near.toggle("Also nearby branches", key="walkin_nearby", **KEEP)
-        radius.number_input("Within (km)", min_value=1.0, max_value=availability.MAX_RADIUS_KM, value=10.0,
-                            step=5.0, format="%.0f", key="walkin_radius", **KEEP)
-        order.segmented_control("Sort", list(SORTS), format_func=SORTS.get, key="walkin_sort", default="price",
-                                required=True, **KEEP)
-        zone = places.loc[st.session_state["walkin_branch"], "timezone"]
-        st.caption(f"Times are local to the pick-up branch ({zone}).")
-        asked = st.form_submit_button("Find free cars", type="primary", icon=":material/search:")
-    if asked:
-        return _run_search(places)
+    with opened(1):
+        with st.form("walkin-search-form", border=False):
+            where, back = st.columns(2)
+            where.selectbox("Pick-up branch", list(names), format_func=names.get, key="walkin_branch", **KEEP)
+            back.selectbox("Return to", [SAME_BRANCH, *names], format_func=lambda i: names.get(i, "The same branch"),
+                           key="walkin_return_branch", **KEEP)
+            start, end, kinds = st.columns([1, 1, 1.2])
+            start.datetime_input("Pick-up", key="walkin_pickup", format="DD/MM/YYYY", step=timedelta(minutes=15),
+                                 **KEEP)
+            end.datetime_input("Return", key="walkin_dropoff", format="DD/MM/YYYY", step=timedelta(minutes=15),
+                               **KEEP)
+            kinds.multiselect("Vehicle type", resources.vehicle_types(), key="walkin_types", placeholder="Any type",
+                              **KEEP)
+            near, radius, order = st.columns([1, 1, 1.2], vertical_alignment="bottom")
+            near.toggle("Also nearby branches", key="walkin_nearby", **KEEP)
+            radius.number_input("Within (km)", min_value=1.0, max_value=availability.MAX_RADIUS_KM, step=5.0,
+                                format="%.0f", key="walkin_radius", **KEEP)
+            order.segmented_control("Sort", list(SORTS), format_func=SORTS.get, key="walkin_sort", required=True,
+                                    **KEEP)
+            zone = places.loc[st.session_state["walkin_branch"], "timezone"]
+            st.caption(f"Times are local to the pick-up branch ({zone}).")
+            with st.container(horizontal=True):
+                asked = st.form_submit_button("Find free cars", type="primary", icon=":material/search:")
+                if search is not None:
+                    st.form_submit_button("Keep the last search", type="tertiary", on_click=_keep_search,
+                                          args=(search,))
+        if asked:
+            return _run_search(places)
     return False
+
+
+def _keep_search(search: Search) -> None:
+    """Leave the search as it was asked, and its fields with it."""
+    zone = ZoneInfo(search.timezone)
+    st.session_state.update({
+        "walkin_branch": search.pickup_location_id,
+        "walkin_return_branch": search.dropoff_location_id or SAME_BRANCH,
+        "walkin_pickup": search.pickup_at.astimezone(zone).replace(tzinfo=None),
+        "walkin_dropoff": search.dropoff_at.astimezone(zone).replace(tzinfo=None),
+        "walkin_types": list(search.vehicle_types), "walkin_nearby": search.radius_km is not None,
+    })
+    if search.radius_km is not None:
+        st.session_state["walkin_radius"] = search.radius_km
+    close_edit()
 
 
 def _run_search(places: pd.DataFrame) -> bool:
@@ -212,7 +233,7 @@ def _keep_car_if_still_free(found: Availability) -> None:
     same = next((v for v in found.vehicles if v.id == car.id), None)
     st.session_state["walkin_car"] = same
     if same is None:
-        st.session_state["walkin_note"] = (f"{car.license_plate} is not free for the new search; pick another car.")
+        st.session_state["walkin_note"] = f"{car.license_plate} is not free for the new search; pick another car."
 
 
 def _describe_search(search: Search) -> str:
@@ -234,8 +255,9 @@ def free_cars(actor: Actor) -> bool:
     with opened(2):
         if note := st.session_state.pop("walkin_note", None):
             st.info(note)
-        for closed in found.closed_branches:
-            st.caption(f"Left out: {plain(closed.name)}, {closed.reason}.")
+        if found.closed_branches:
+            names = ", ".join(plain(closed.name) for closed in found.closed_branches)
+            st.caption(f"Left out, closed at the pick-up or return time: {names}.")
         if not found.vehicles:
             st.warning(found.hint or "No car is free for these times; change the search.")
             st.button("Change the search", key="walkin-research", on_click=_edit, args=(1,))
@@ -247,13 +269,12 @@ def free_cars(actor: Actor) -> bool:
                    + f" for {found.rental_days} day{'s' if found.rental_days != 1 else ''}. Select a row, or type "
                    "the plate below.")
         hidden = ["id"] if st.session_state["walkin_search"].radius_km else ["id", "branch", "km"]
-        st.dataframe(shown.drop(columns=hidden), hide_index=True, width="stretch", on_select=partial(_picked_row, ids),
-                     selection_mode="single-row", key="walkin-cars-table",
-                     column_config=_CAR_COLUMNS)
+        st.dataframe(shown.drop(columns=hidden), hide_index=True, width="stretch", column_config=_CAR_COLUMNS,
+                     on_select=partial(_picked_row, ids), selection_mode="single-row", key="walkin-cars-table")
         labels = dict(zip(ids, shown["plate"] + " · " + shown["make"] + " " + shown["model"] + " · "
                           + shown["price"], strict=True))
-        st.selectbox("…or type the plate", ids, index=None, format_func=labels.get, placeholder="Type a plate or a model",
-                     key="walkin_car_pick", on_change=_picked_plate)
+        st.selectbox("…or type the plate", ids, index=None, format_func=labels.get, key="walkin_car_pick",
+                     placeholder="Type a plate or a model", on_change=_picked_plate)
         if car is not None:
             st.button(f"Keep {car.license_plate}", key="walkin-keep-car", on_click=close_edit)
     return False
@@ -301,141 +322,8 @@ def _describe_car(car: AvailableVehicle, days: int) -> str:
             f"{format_money(car.total_price, car.currency)} for {days} day{'s' if days != 1 else ''}")
 
 
-# --- 4. extras ------------------------------------------------------------------------------------------------------
-
 def rental() -> tuple[Search, AvailableVehicle, int, int]:
     """The chosen search and car, and the pick-up and drop-off branch ids of the booking to make."""
     search: Search = st.session_state["walkin_search"]
     car: AvailableVehicle = st.session_state["walkin_car"]
     return search, car, car.location_id, search.dropoff_location_id or car.location_id
-
-
-def chosen_extras() -> list[str]:
-    return [code for code in pricing.EXTRAS if st.session_state.get(f"walkin_extra_{code}")]
-
-
-def extras(actor: Actor) -> bool:
-    search, car, pickup_id, dropoff_id = rental()
-    try:
-        with session() as s:
-            every = pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
-                                  tuple(pricing.EXTRAS))
-    except FleetdeskError as error:
-        st.error(str(error))
-        return False
-    prices = {line.code: line.amount for line in every.lines}
-    chosen = chosen_extras()
-    if not is_open(4, bool(st.session_state.get("walkin_extras_done"))):
-        names = ", ".join(pricing.EXTRAS[c].name for c in chosen) or "No extras"
-        folded(4, f"{names} — {format_money(sum(prices[c] for c in chosen), every.currency)}" if chosen else names)
-        return True
-    with opened(4):
-        for code, extra in pricing.EXTRAS.items():
-            cap = f", at most {format_money(extra.max_total, every.currency)}" if extra.max_total else ""
-            st.checkbox(f"{extra.name} — **{format_money(prices[code], every.currency)}**", key=f"walkin_extra_{code}",
-                        help=f"{format_money(extra.per_day, every.currency)} a day{cap}", **KEEP)
-        st.button("Continue", type="primary", key="walkin-extras-done", on_click=_extras_done)
-    return False
-
-
-def _extras_done() -> None:
-    st.session_state["walkin_extras_done"] = True
-    close_edit()
-
-
-# --- 5. quote and payment -------------------------------------------------------------------------------------------
-
-def quote_and_payment(actor: Actor) -> bool:
-    if _booked():
-        with session() as s:
-            view = booking_views.booking_detail(s, actor, st.session_state["walkin_booking_id"])
-        folded(5, f"{view.money(view.total)} · payment {view.payment_label}")
-        return True
-    search, car, pickup_id, dropoff_id = rental()
-    with opened(5):
-        try:
-            with session() as s:
-                quote = pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
-                                      chosen_extras())
-        except FleetdeskError as error:
-            st.error(str(error))
-            return False
-        desk.receipt([(line.label, line.amount) for line in quote.lines], quote.total, quote.vat_included,
-                     quote.currency)
-        st.radio("Payment", list(PAYMENTS), format_func=PAYMENTS.get, key="walkin_payment", horizontal=True,
-                 **KEEP)
-        st.caption("Card payments arrive with the payment terminal (Stripe); until then record the payment as due "
-                   "at the desk, or as cash received.")
-        if st.button("Confirm booking", type="primary", key="walkin-confirm", icon=":material/check:"):
-            return _confirm(actor, search, car, pickup_id, dropoff_id)
-    return False
-
-
-def _confirm(actor: Actor, search: Search, car: AvailableVehicle, pickup_id: int, dropoff_id: int) -> bool:
-    """Hold and confirm in one unit of work; the session's idempotency key makes a second click a no-op."""
-    state = st.session_state
-    try:
-        with session() as s:
-            made = bookings.create_booking(
-                s, actor, customer_id=state["walkin_customer_id"], vehicle_id=car.id, pickup_location_id=pickup_id,
-                dropoff_location_id=dropoff_id, pickup_at=search.pickup_at, dropoff_at=search.dropoff_at,
-                extras=chosen_extras(), channel="desk", idempotency_key=state["walkin_key"])
-            booking = bookings.confirm_booking(s, actor, made.booking.id, payment=state.get("walkin_payment") or "due")
-            booking_id, reference = booking.id, booking.reference
-    except FleetdeskError as error:
-        st.error(str(error), icon=":material/error:")
-        return False
-    state["walkin_booking_id"] = booking_id
-    desk.flash(FLASH, f"Booking {reference} confirmed.")
-    return True  # pragma: no cover - flash reruns
-
-
-# --- 6. the booking, its agreement, the keys ------------------------------------------------------------------------
-
-def confirmation(actor: Actor) -> bool:
-    with session() as s:
-        view = booking_views.booking_detail(s, actor, st.session_state["walkin_booking_id"])
-    with opened(6):
-        reference, papers = st.columns([0.5, 0.5], vertical_alignment="center")
-        reference.metric("Booking reference", view.reference, border=True)
-        with papers:
-            desk.status_badge(view)
-            desk.agreement_download(view, key="walkin-agreement")
-            st.caption("Print it for the driver to sign; after the hand-over it carries the odometer and fuel.")
-        desk.booking_summary(view)
-        if view.status == "confirmed":
-            _check_out_form(actor, view)
-        elif view.status == "picked_up":
-            st.success(f"Keys handed over: {view.odometer_out_km:,} km, fuel {view.fuel_out}%. Due back "
-                       f"{view.dropoff_local(with_zone=True)} at {plain(view.dropoff.name)}.",
-                       icon=":material/key:")
-            st.button("Next customer", type="primary", key="walkin-next", on_click=start_over,
-                      icon=":material/person_add:")
-    return view.status == "picked_up"
-
-
-def _check_out_form(actor: Actor, view: BookingView) -> None:
-    st.markdown("**Hand over the keys**")
-    state = st.session_state
-    state.setdefault("walkin_out_odometer", view.vehicle_odometer_km)
-    state.setdefault("walkin_out_fuel", view.vehicle_fuel_level)
-    with st.form("walkin-checkout-form"):
-        reading, fuel = st.columns(2)
-        reading.number_input("Odometer (km)", min_value=0, step=1, key="walkin_out_odometer", **KEEP)
-        fuel.slider("Fuel (% of a tank)", 0, 100, step=5, key="walkin_out_fuel", **KEEP)
-        st.checkbox("I have checked the driving licence in person", key="walkin_out_licence", **KEEP)
-        st.text_area("Notes on the car's condition", key="walkin_out_notes", max_chars=2000, height=80,
-                     placeholder="e.g. small scratch on the rear bumper", **KEEP)
-        handed = st.form_submit_button("Hand over the keys", type="primary", icon=":material/key:")
-    if handed:
-        try:
-            with session() as s:
-                bookings.check_out(s, actor, view.id, odometer_km=int(state["walkin_out_odometer"]),
-                                   fuel_level=int(state["walkin_out_fuel"]),
-                                   licence_checked=bool(state.get("walkin_out_licence")),
-                                   notes=state.get("walkin_out_notes") or "")
-        except FleetdeskError as error:
-            st.error(str(error), icon=":material/error:")
-            return
-        desk.flash(FLASH, f"{view.plate} handed over on booking {view.reference}.")
-

@@ -64,14 +64,13 @@ def _coloured_pixels(png: bytes) -> int:
     """Pixels of the status colours (green available, blue rented) in the canvas screenshot."""
     import io
 
+    import numpy as np
     from PIL import Image
 
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    targets = [(46, 160, 67), (31, 119, 180)]
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
     hits = 0
-    for r, g, b in image.getdata():
-        if any(abs(r - tr) < 40 and abs(g - tg) < 40 and abs(b - tb) < 40 for tr, tg, tb in targets):
-            hits += 1
+    for target in ((46, 160, 67), (31, 119, 180)):
+        hits += int((np.abs(pixels - np.array(target)).max(axis=2) < 40).sum())
     return hits
 
 

@@ -262,9 +262,18 @@ def test_going_back_to_a_step_keeps_everything_typed(page_db):
     at = button(at, "Edit").click().run()  # back to the search
     assert at.datetime_input(key="walkin_pickup").value == start
     assert at.datetime_input(key="walkin_dropoff").value == start + timedelta(days=1)
+    at.datetime_input(key="walkin_dropoff").set_value(start + timedelta(days=9))
+    at = button(at, "Keep the last search").click().run()  # changed my mind: as it was, car and all
+    assert at.session_state["walkin_dropoff"] == start + timedelta(days=1)
+    assert any("DK21 BBB" in m and "£32.00 for 1 day" in m for m in texts(at, "markdown"))
+    at = button(at, "Edit").click().run()
     at = search(at, dropoff=start + timedelta(days=2))  # a day longer: the same car stays, re-priced
     assert any("DK21 BBB" in m and "£64.00 for 2 days" in m for m in texts(at, "markdown"))
     assert at.text_input(key="walkin_customer_query").value == "ada.adult@"
+    at.switch_page("../pages/bookings.py").run()  # another page, and back: still all there
+    at.switch_page("../pages/walk_in.py").run()
+    assert at.text_input(key="walkin_customer_query").value == "ada.adult@"
+    assert any("DK21 BBB" in m for m in texts(at, "markdown"))
     at = button(at, "Start over").click().run()
     assert "walkin_search" not in at.session_state and "walkin_customer_query" not in at.session_state
     assert at.session_state["walkin_branch"] == branch_id(page_db, "DAIR")
@@ -282,7 +291,7 @@ def test_bad_times_are_explained_at_the_search(page_db):
     at.selectbox(key="walkin_branch").select(branch_id(page_db, "DCTY"))
     at = search(at, pickup=sunday, dropoff=sunday + timedelta(days=1, hours=-1))
     closed = [e for e in texts(at, "error") if "Desk City is closed at 11:00 on Sunday" in e]
-    assert closed and "it opens at 09:00 on Saturday" not in closed[0]
+    assert closed and "it opens at 08:00 on Monday" in closed[0], texts(at, "error")
     assert not at.exception and "walkin_search" not in at.session_state
 
 
@@ -322,6 +331,24 @@ def test_a_car_retired_after_it_was_picked_is_refused_at_confirm_and_maintenance
 
 def _edit(at: AppTest, step: int) -> AppTest:
     return at.button(key=f"walkin-edit-{step}").click().run()
+
+
+def test_a_search_around_the_branch_finds_cars_at_nearby_branches_and_books_there(page_db):
+    at = open_page("desk_agent", "walk_in.py", walkin_branch=branch_id(page_db, "DCTY"))
+    at.toggle(key="walkin_nearby").set_value(True)
+    at.number_input(key="walkin_radius").set_value(40.0)
+    at = search(at)
+    assert not at.error, texts(at, "error")
+    cars = at.dataframe[0].value
+    at_airport = cars[cars["plate"] == "DK21 BBB"].iloc[0]
+    assert at_airport["branch"] == "DAIR · Desk Airport" and 20 < at_airport["km"] < 30
+    at = pick_car(page_db, at, "DK21 BBB")
+    assert any("DK21 BBB" in m and "at Desk Airport" in m for m in texts(at, "markdown"))
+    at = button(choose_driver(at, "ada.adult@example.test"), "Continue").click().run()
+    at = button(at, "Confirm booking").click().run()
+    assert scalar(page_db, "SELECT p.code || '>' || d.code FROM bookings b JOIN locations p ON p.id = "
+                           "b.pickup_location_id JOIN locations d ON d.id = b.dropoff_location_id WHERE b.id = :b",
+                  b=at.session_state["walkin_booking_id"]) == "DAIR>DAIR"
 
 
 # --- returns --------------------------------------------------------------------------------------------------------

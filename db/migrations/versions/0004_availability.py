@@ -49,9 +49,9 @@ ALTER TABLE locations ADD COLUMN opening_minutes int4multirange
 -- Every stretch of time a car is not taken (between its vehicle_occupancy rows, open-ended at both ends), with the
 -- branch it stands at during the stretch (the drop-off branch of its last booking before, else its current
 -- branch) and where its next booking after the stretch starts. A car is free at branch B for [pick-up, drop-off +
--- turnaround) exactly when one of its stretches at B contains that range, so the search is one GiST probe per
--- branch. Derived data: written only by the triggers below, never by application code. Retired and in-transit cars
--- have no stretches; nor does a car on the road before the booking that brings it back.
+-- turnaround) exactly when one of its stretches at B contains that range, so the search is one index range scan
+-- per branch. Derived data: written only by the triggers below, never by application code. Retired and in-transit
+-- cars have no stretches; nor does a car on the road before the booking that brings it back.
 CREATE TABLE vehicle_free_periods (
     vehicle_id              integer       NOT NULL,
     location_id             integer       NOT NULL,
@@ -60,8 +60,11 @@ CREATE TABLE vehicle_free_periods (
     vehicle_type_id         smallint      NOT NULL,
     daily_rate              numeric(12,2) NOT NULL
 );
-CREATE INDEX vehicle_free_periods_search_idx ON vehicle_free_periods USING gist (location_id, period)
-    INCLUDE (vehicle_type_id, daily_rate, next_pickup_location_id, vehicle_id);
+-- A branch's stretches in price order: the search reads them until it has the cheapest `limit` that contain the
+-- rental, so the biggest branch costs no more than the smallest (a GiST index on (branch, period) finds the
+-- containing stretches too, but then every one of them must be sorted).
+CREATE INDEX vehicle_free_periods_search_idx ON vehicle_free_periods (location_id, daily_rate, vehicle_id)
+    INCLUDE (period, next_pickup_location_id, vehicle_type_id);
 CREATE INDEX vehicle_free_periods_vehicle_idx ON vehicle_free_periods (vehicle_id);
 
 -- Recompute the stretches of some cars from vehicles, vehicle_occupancy and bookings. Takes no locks: callers that

@@ -1,0 +1,166 @@
+"""Steps 4 to 6 of the walk-in: the extras with their prices, the quote and the payment, then the booking with its
+agreement and the hand-over of the keys.
+
+"Confirm booking" holds and confirms in one unit of work with the idempotency key kept in the session, so a second
+click (or a retry after a lost answer) returns the booking the first click made.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.resources import session
+from app.ui import desk
+from app.ui.desk import plain
+from app.ui.walk_in import (
+    FLASH,
+    KEEP,
+    Search,
+    booked,
+    close_edit,
+    folded,
+    is_open,
+    opened,
+    rental,
+    start_over,
+)
+from services import booking_views, bookings, pricing
+from services.actors import Actor
+from services.availability import AvailableVehicle
+from services.booking_views import BookingView, format_money
+from services.errors import FleetdeskError
+
+PAYMENTS = {"due": "Record as due at the desk", "paid": "Cash received"}
+
+
+# --- 4. extras ------------------------------------------------------------------------------------------------------
+
+def chosen_extras() -> list[str]:
+    return [code for code in pricing.EXTRAS if st.session_state.get(f"walkin_extra_{code}")]
+
+
+def extras(actor: Actor) -> bool:
+    search, car, pickup_id, dropoff_id = rental()
+    try:
+        with session() as s:
+            every = pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
+                                  tuple(pricing.EXTRAS))
+    except FleetdeskError as error:
+        st.error(str(error))
+        return False
+    prices = {line.code: line.amount for line in every.lines}
+    chosen = chosen_extras()
+    if not is_open(4, bool(st.session_state.get("walkin_extras_done"))):
+        names = ", ".join(pricing.EXTRAS[c].name for c in chosen) or "No extras"
+        folded(4, f"{names} — {format_money(sum(prices[c] for c in chosen), every.currency)}" if chosen else names)
+        return True
+    with opened(4):
+        for code, extra in pricing.EXTRAS.items():
+            cap = f", at most {format_money(extra.max_total, every.currency)}" if extra.max_total else ""
+            st.checkbox(f"{extra.name} — **{format_money(prices[code], every.currency)}**", key=f"walkin_extra_{code}",
+                        help=f"{format_money(extra.per_day, every.currency)} a day{cap}", **KEEP)
+        st.button("Continue", type="primary", key="walkin-extras-done", on_click=_extras_done)
+    return False
+
+
+def _extras_done() -> None:
+    st.session_state["walkin_extras_done"] = True
+    close_edit()
+
+
+# --- 5. quote and payment -------------------------------------------------------------------------------------------
+
+def quote_and_payment(actor: Actor) -> bool:
+    if booked():
+        with session() as s:
+            view = booking_views.booking_detail(s, actor, st.session_state["walkin_booking_id"])
+        folded(5, f"{view.money(view.total)} · payment {view.payment_label}")
+        return True
+    search, car, pickup_id, dropoff_id = rental()
+    with opened(5):
+        try:
+            with session() as s:
+                quote = pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
+                                      chosen_extras())
+        except FleetdeskError as error:
+            st.error(str(error))
+            return False
+        desk.receipt([(line.label, line.amount) for line in quote.lines], quote.total, quote.vat_included,
+                     quote.currency)
+        st.radio("Payment", list(PAYMENTS), format_func=PAYMENTS.get, key="walkin_payment", horizontal=True,
+                 **KEEP)
+        st.caption("Card payments arrive with the payment terminal (Stripe); until then record the payment as due "
+                   "at the desk, or as cash received.")
+        if st.button("Confirm booking", type="primary", key="walkin-confirm", icon=":material/check:"):
+            return _confirm(actor, search, car, pickup_id, dropoff_id)
+    return False
+
+
+def _confirm(actor: Actor, search: Search, car: AvailableVehicle, pickup_id: int, dropoff_id: int) -> bool:
+    """Hold and confirm in one unit of work; the session's idempotency key makes a second click a no-op."""
+    state = st.session_state
+    try:
+        with session() as s:
+            made = bookings.create_booking(
+                s, actor, customer_id=state["walkin_customer_id"], vehicle_id=car.id, pickup_location_id=pickup_id,
+                dropoff_location_id=dropoff_id, pickup_at=search.pickup_at, dropoff_at=search.dropoff_at,
+                extras=chosen_extras(), channel="desk", idempotency_key=state["walkin_key"])
+            booking = bookings.confirm_booking(s, actor, made.booking.id, payment=state.get("walkin_payment") or "due")
+            booking_id, reference = booking.id, booking.reference
+    except FleetdeskError as error:
+        st.error(str(error), icon=":material/error:")
+        return False
+    state["walkin_booking_id"] = booking_id
+    desk.flash(FLASH, f"Booking {reference} confirmed.")
+    return True  # pragma: no cover - flash reruns
+
+
+# --- 6. the booking, its agreement, the keys ------------------------------------------------------------------------
+
+def confirmation(actor: Actor) -> bool:
+    with session() as s:
+        view = booking_views.booking_detail(s, actor, st.session_state["walkin_booking_id"])
+    with opened(6):
+        reference, papers = st.columns([0.5, 0.5], vertical_alignment="center")
+        reference.metric("Booking reference", view.reference, border=True)
+        with papers:
+            desk.status_badge(view)
+            desk.agreement_download(view, key="walkin-agreement")
+            st.caption("Print it for the driver to sign; after the hand-over it carries the odometer and fuel.")
+        desk.booking_summary(view)
+        if view.status == "confirmed":
+            _check_out_form(actor, view)
+        elif view.status == "picked_up":
+            st.success(f"Keys handed over: {view.odometer_out_km:,} km, fuel {view.fuel_out}%. Due back "
+                       f"{view.dropoff_local(with_zone=True)} at {plain(view.dropoff.name)}.",
+                       icon=":material/key:")
+            st.button("Next customer", type="primary", key="walkin-next", on_click=start_over,
+                      icon=":material/person_add:")
+    return view.status == "picked_up"
+
+
+def _check_out_form(actor: Actor, view: BookingView) -> None:
+    st.markdown("**Hand over the keys**")
+    state = st.session_state
+    state.setdefault("walkin_out_odometer", view.vehicle_odometer_km)
+    state.setdefault("walkin_out_fuel", view.vehicle_fuel_level)
+    with st.form("walkin-checkout-form"):
+        reading, fuel = st.columns(2)
+        reading.number_input("Odometer (km)", min_value=0, step=1, key="walkin_out_odometer", **KEEP)
+        fuel.slider("Fuel (% of a tank)", 0, 100, step=1, key="walkin_out_fuel", **KEEP)
+        st.checkbox("I have checked the driving licence in person", key="walkin_out_licence", **KEEP)
+        st.text_area("Notes on the car's condition", key="walkin_out_notes", max_chars=2000, height=80,
+                     placeholder="e.g. small scratch on the rear bumper", **KEEP)
+        handed = st.form_submit_button("Hand over the keys", type="primary", icon=":material/key:")
+    if handed:
+        try:
+            with session() as s:
+                bookings.check_out(s, actor, view.id, odometer_km=int(state["walkin_out_odometer"]),
+                                   fuel_level=int(state["walkin_out_fuel"]),
+                                   licence_checked=bool(state.get("walkin_out_licence")),
+                                   notes=state.get("walkin_out_notes") or "")
+        except FleetdeskError as error:
+            st.error(str(error), icon=":material/error:")
+            return
+        desk.flash(FLASH, f"{view.plate} handed over on booking {view.reference}.")
+
