@@ -127,6 +127,11 @@ def _event(session: Session, booking: Booking, event_type: str, **extra: Any) ->
     record_event(session, "booking", booking.id, event_type, json.loads(json.dumps(payload, default=str)))
 
 
+def _local_date(session: Session, location_id: int, at: datetime):
+    zone = session.execute(text("SELECT timezone FROM locations WHERE id = :id"), {"id": location_id}).scalar_one()
+    return at.astimezone(ZoneInfo(zone)).date()
+
+
 def _local(session: Session, location_id: int, at: datetime) -> str:
     zone = session.execute(text("SELECT timezone FROM locations WHERE id = :id"), {"id": location_id}).scalar_one()
     return at.astimezone(ZoneInfo(zone)).strftime("%a %-d %b %H:%M")
@@ -185,8 +190,9 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
     if vehicle_type is None:
         raise NotFound(f"There is no vehicle {vehicle_id}; pick a car from the search.")
     availability.check_opening_hours(session, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at)
-    eligibility = check_eligibility(session, customer_id, vehicle_type.code, dropoff_at.date(),
-                                    pickup_date=pickup_at.date())
+    eligibility = check_eligibility(  # dates as the branches' own calendars see them
+        session, customer_id, vehicle_type.code, _local_date(session, dropoff_location_id, dropoff_at),
+        pickup_date=_local_date(session, pickup_location_id, pickup_at))
     if not eligibility.eligible:
         raise InvalidInput("This driver cannot take this car: " + " ".join(eligibility.reasons))
     reason = availability.unavailable_reason(session, vehicle_id, pickup_location_id, dropoff_location_id,
@@ -314,8 +320,10 @@ def check_out(session: Session, actor: Actor, booking_id: int, *, odometer_km: i
     vehicle = session.get(Vehicle, booking.vehicle_id, with_for_update=True)
     _check_reading(odometer_km, fuel_level, vehicle.odometer_km)
     if vehicle.status != VehicleStatus.AVAILABLE or vehicle.current_location_id != booking.pickup_location_id:
-        raise Conflict(f"{vehicle.license_plate} is {vehicle.status.label.lower()} and not ready at the pick-up "
-                       "branch; change the booking to another car (Bookings page) before handing over.")
+        state = {"maintenance": "in maintenance", "in_transit": "being moved between branches",
+                 "rented": "out on a rental", "retired": "retired"}.get(vehicle.status.value, "not at the branch")
+        raise Conflict(f"{vehicle.license_plate} is {state} and not ready at the pick-up branch; change the booking "
+                       "to another car (Bookings page) before handing over.")
     before = _snapshot(booking)
     booking.status = BookingStatus.PICKED_UP
     booking.picked_up_at = now

@@ -24,13 +24,21 @@ from app.ui.walk_in import (
     rental,
     start_over,
 )
-from services import booking_views, bookings, pricing
+from services import booking_views, bookings, payments, pricing
 from services.actors import Actor
 from services.availability import AvailableVehicle
 from services.booking_views import BookingView, format_money
 from services.errors import FleetdeskError
+from services.gateway import GatewayConfig, PaymentDeclined
 
-PAYMENTS = {"due": "Record as due at the desk", "paid": "Cash received"}
+PAYMENTS = {"card": "Card on the terminal", "cash": "Cash received", "due": "Record as due at the desk"}
+# The demo's terminal: Stripe's test payment methods (localstripe understands these too).
+TEST_CARDS = {"pm_card_visa": "Visa •••• 4242 (test card that pays)",
+              "pm_card_chargeCustomerFail": "Visa •••• 0341 (test card that is declined)"}
+
+
+def card_payments_available() -> bool:
+    return bool(GatewayConfig.from_environment().secret_key)
 
 
 # --- 4. extras ------------------------------------------------------------------------------------------------------
@@ -87,29 +95,59 @@ def quote_and_payment(actor: Actor) -> bool:
             return False
         desk.receipt([(line.label, line.amount) for line in quote.lines], quote.total, quote.vat_included,
                      quote.currency)
-        st.radio("Payment", list(PAYMENTS), format_func=PAYMENTS.get, key="walkin_payment", horizontal=True,
-                 **KEEP)
-        st.caption("Card payments arrive with the payment terminal (Stripe); until then record the payment as due "
-                   "at the desk, or as cash received.")
+        methods = [m for m in PAYMENTS if m != "card" or card_payments_available()]
+        method = st.radio("Payment", methods, format_func=PAYMENTS.get, key="walkin_payment", horizontal=True,
+                          **KEEP)
+        if method == "card":
+            st.selectbox("Card presented", list(TEST_CARDS), format_func=TEST_CARDS.get, key="walkin_card", **KEEP)
+            st.caption("The booking is confirmed only when the payment service says the card was charged.")
+        elif not card_payments_available():
+            st.caption("Card payments need the payment service (set STRIPE_SECRET_KEY, or STRIPE_API_BASE for the "
+                       "local stand-in); meanwhile take cash or record the payment as due.")
         if st.button("Confirm booking", type="primary", key="walkin-confirm", icon=":material/check:"):
             return _confirm(actor, search, car, pickup_id, dropoff_id)
     return False
 
 
 def _confirm(actor: Actor, search: Search, car: AvailableVehicle, pickup_id: int, dropoff_id: int) -> bool:
-    """Hold and confirm in one unit of work; the session's idempotency key makes a second click a no-op."""
+    """Hold the car (committed on its own, so a payment retry finds the same booking), then take the payment.
+
+    The session's idempotency key makes a second click return the same booking; a card declined or a payment
+    service that did not answer leaves the booking held, and trying again charges it at most once.
+    """
     state = st.session_state
+    method = state.get("walkin_payment") or "due"
     try:
         with session() as s:
             made = bookings.create_booking(
                 s, actor, customer_id=state["walkin_customer_id"], vehicle_id=car.id, pickup_location_id=pickup_id,
                 dropoff_location_id=dropoff_id, pickup_at=search.pickup_at, dropoff_at=search.dropoff_at,
                 extras=chosen_extras(), channel="desk", idempotency_key=state["walkin_key"])
-            booking = bookings.confirm_booking(s, actor, made.booking.id, payment=state.get("walkin_payment") or "due")
-            booking_id, reference = booking.id, booking.reference
+            booking_id, reference = made.booking.id, made.booking.reference
+            if method == "due":
+                bookings.confirm_booking(s, actor, booking_id, payment="due")
     except FleetdeskError as error:
         st.error(str(error), icon=":material/error:")
         return False
+    if method in ("card", "cash"):
+        declined = None
+        try:
+            with session() as s:
+                try:
+                    payment = payments.pay_at_desk(s, actor, booking_id, method=method,
+                                                   payment_method_id=state.get("walkin_card"))
+                except PaymentDeclined as error:  # caught inside: the failed attempt is kept
+                    declined = str(error)
+        except FleetdeskError as error:
+            st.error(f"{error} Booking {reference} is held meanwhile.", icon=":material/error:")
+            return False
+        if declined:
+            st.error(f"The card was declined: {declined} Booking {reference} is held; try another card or take "
+                     "cash.", icon=":material/credit_card_off:")
+            return False
+        if payment.status.value not in ("succeeded", "requires_capture"):
+            st.info(f"Booking {reference} is held; the payment service has not confirmed the charge yet.")
+            return False
     state["walkin_booking_id"] = booking_id
     desk.flash(FLASH, f"Booking {reference} confirmed.")
     return True  # pragma: no cover - flash reruns

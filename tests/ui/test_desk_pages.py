@@ -24,6 +24,7 @@ from services import bookings, customers
 from services.actors import Actor
 from tests import factories as f
 from tests.conftest import recreate_database
+from tests.payments_fixtures import localstripe  # noqa: F401 - a fixture
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 KEY = "8t9s83BB4gZrz8HlbtH7FQ9vyQBHIHi50iNKgjItCmM="
@@ -220,7 +221,7 @@ def test_a_whole_walk_in_from_the_search_to_the_keys(page_db):
     at = button(at, "Continue").click().run()
     receipt = at.table[0].value
     assert list(receipt["Amount"]) == ["£90.00", "£24.00", "£45.00", "£159.00", "£26.50"]
-    at.radio(key="walkin_payment").set_value("paid")
+    at.radio(key="walkin_payment").set_value("cash")
 
     # confirm — then again, as a second click whose first answer was lost would: still one booking
     at = button(at, "Confirm booking").click().run()
@@ -403,3 +404,29 @@ def test_bookings_are_found_opened_with_their_history_and_cancelled_with_a_reaso
     assert list(at.dataframe[1].value["action"]) == ["Held", "Confirmed", "Cancelled"]
     at.query_params["booking"] = "nonsense"
     assert any("not a booking number" in w for w in texts(at.run(), "warning"))
+
+
+def test_a_declined_card_keeps_the_hold_and_another_card_confirms_it(page_db, localstripe, monkeypatch):
+    """The card path through a real Stripe-compatible server: confirmed only once a charge has succeeded."""
+    monkeypatch.setenv("STRIPE_API_BASE", localstripe.api_base)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_fleetdesk")
+    at = search(walk_in(page_db))
+    at = choose_driver(pick_car(page_db, at, "DK21 BBB"), "ada.adult@example.test")
+    at = button(at, "Continue").click().run()
+    at.radio(key="walkin_payment").set_value("card").run()
+    at.selectbox(key="walkin_card").set_value("pm_card_chargeCustomerFail")
+    at = button(at, "Confirm booking").click().run()
+    assert any(e.startswith("The card was declined") and "is held" in e for e in texts(at, "error")), \
+        texts(at, "error")
+    assert "walkin_booking_id" not in at.session_state
+    held = "SELECT b.status || '/' || b.payment_status FROM bookings b JOIN vehicles v ON v.id = b.vehicle_id " \
+           "WHERE v.license_plate = 'DK21 BBB' AND b.status IN ('pending', 'confirmed')"
+    assert scalar(page_db, held).startswith("pending/")
+    at.selectbox(key="walkin_card").set_value("pm_card_visa")
+    at = button(at, "Confirm booking").click().run()
+    assert not at.exception and at.metric, texts(at, "error")
+    assert scalar(page_db, held) == "confirmed/paid"
+    attempts = scalar(page_db, "SELECT string_agg(p.status::text, ',' ORDER BY p.id) FROM payments p "
+                               "JOIN bookings b ON b.id = p.booking_id JOIN vehicles v ON v.id = b.vehicle_id "
+                               "WHERE v.license_plate = 'DK21 BBB'")
+    assert attempts == "failed,succeeded"
