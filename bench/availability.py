@@ -201,6 +201,7 @@ def _fast(session: Session, query: AvailabilityQuery, present: datetime) -> list
 def run(log=print) -> dict[str, Any]:
     """Build or reuse the dataset, run both ways at 1 and 4 clients, write bench/results/availability.{json,md}."""
     started = time.monotonic()
+    machine = _machine()  # the load others put on the machine before this run adds its own
     dataset = ensure_dataset(log)
     engine = make_engine(dataset.url, pool_size=8, max_overflow=0)
     try:
@@ -244,7 +245,7 @@ def run(log=print) -> dict[str, Any]:
     report = {
         "dataset": {"database": dataset.url.database, "present": dataset.present.isoformat(), **dataset.counts,
                     **(build or {})},
-        "machine": _machine(),
+        "machine": machine,
         "queries": {"service": len(fast_queries), "naive": len(naive_queries), "warm_up": len(warm),
                     "seed": SEED},
         "runs": runs,

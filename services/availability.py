@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -188,7 +188,7 @@ class ClosedBranch:
     code: str
     name: str
     distance_km: float
-    reason: str  # 'closed at 03:00 on Sunday 6 December (pick-up); opens at 05:00'
+    reason: str  # 'closed at 03:00 on Sunday 6 December (the pick-up); it opens at 05:00'
 
 
 @dataclass(frozen=True)
@@ -206,12 +206,6 @@ class Availability:
     more: bool = False
     closed_branches: tuple[ClosedBranch, ...] = ()
     hint: str | None = None
-
-    def __iter__(self) -> Iterator[AvailableVehicle]:
-        return iter(self.vehicles)
-
-    def __len__(self) -> int:
-        return len(self.vehicles)
 
     def frame(self) -> pd.DataFrame:
         """One row per car, in order, with every field of AvailableVehicle as a column."""
@@ -380,10 +374,9 @@ def _branches(session: Session, ids: Iterable[int | None]) -> dict[int, dict[str
     wanted = sorted({i for i in ids if i is not None})
     if not wanted:
         return {}
-    rows = session.execute(text("""
-        SELECT id, code, name, timezone, operating_hours FROM locations WHERE id = ANY(:ids)
-    """), {"ids": wanted}).mappings()
-    found = {row["id"]: dict(row) for row in rows}
+    rows = _fetch(session, "SELECT id, code, name, timezone, operating_hours FROM locations WHERE id = ANY(%(ids)s)",
+                  {"ids": wanted})
+    found = {row["id"]: row for row in rows}
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFound(f"There is no branch with id {', '.join(map(str, missing))}; pick a branch from the list.")
@@ -393,7 +386,7 @@ def _branches(session: Session, ids: Iterable[int | None]) -> dict[int, dict[str
 def _type_ids(session: Session, codes: Sequence[str]) -> list[int]:
     if not codes:
         return []
-    known = dict(session.execute(text("SELECT code, id FROM vehicle_types ORDER BY rank")).all())
+    known = {row["code"]: row["id"] for row in _fetch(session, "SELECT code, id FROM vehicle_types ORDER BY rank", {})}
     unknown = [code for code in codes if code not in known]
     if unknown:
         listed = ", ".join(repr(code) for code in unknown)
@@ -570,15 +563,16 @@ def free_counts(session: Session, pickup_at: datetime, dropoff_at: datetime, *,
 
     A car counts at the branch it will stand at when the period starts, if it is free until the drop-off plus the
     turnaround and its next booking (if any) starts at that same branch (a round trip). Opening hours do not matter
-    here. One row per branch and type, zeros included: location_id, code, name, lat, lon, vehicle_type, free.
+    here. One row per branch and type, zeros included: location_id, code, name, lat, lon, vehicle_type, free. No
+    location_ids or type_codes (None or empty) means every branch or every type.
     """
     _check_period(pickup_at, dropoff_at)
     _check_timing(pickup_at, dropoff_at, _aware_now(now))
-    ids = sorted({int(i) for i in location_ids}) if location_ids is not None else None
+    ids = sorted({int(i) for i in location_ids or ()}) or None  # none given: every branch
     if ids is not None:
         _branches(session, ids)
-    codes = tuple(dict.fromkeys(type_codes)) if type_codes is not None else None
-    if codes:
+    codes = tuple(dict.fromkeys(type_codes or ())) or None  # none given: every type
+    if codes is not None:
         _type_ids(session, codes)
     result = session.execute(text(f"""
         SELECT l.id AS location_id, l.code, l.name, ST_Y(l.geog::geometry) AS lat, ST_X(l.geog::geometry) AS lon,

@@ -39,16 +39,14 @@ def search_form(places: pd.DataFrame) -> AvailabilityQuery | None:
                                      value=availability.DEFAULT_RADIUS_KM, step=5.0, key=KEY + "radius")
             zone, place = resources.time_zone_near(lat, lon), f"{lat:.4f}, {lon:.4f}"
             branch = None
+            dropoff = st.selectbox("Drop-off branch", [None, *labels], key=KEY + "dropoff-any",
+                                   format_func=lambda i: "Round trip" if i is None else labels[i])
         else:
             branch = st.selectbox("Pick-up branch", list(labels), format_func=labels.get, key=KEY + "branch")
             lat = lon = radius = None
             chosen = places[places["id"] == branch]
             zone = chosen["timezone"].iloc[0] if not chosen.empty else "UTC"
             place = labels.get(branch, "")
-        if where == AROUND_POINT:
-            dropoff = st.selectbox("Drop-off branch", [None, *labels], key=KEY + "dropoff-any",
-                                   format_func=lambda i: "Round trip" if i is None else labels[i])
-        else:
             dropoff = st.selectbox("Drop-off branch", [None, *labels], key=KEY + "dropoff",
                                    format_func=lambda i: "Same as pick-up" if i is None else labels[i])
 

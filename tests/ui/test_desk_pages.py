@@ -406,7 +406,7 @@ def test_bookings_are_found_opened_with_their_history_and_cancelled_with_a_reaso
     assert any("not a booking number" in w for w in texts(at.run(), "warning"))
 
 
-def test_a_declined_card_keeps_the_hold_and_another_card_confirms_it(page_db, localstripe, monkeypatch):
+def test_a_declined_card_keeps_the_hold_and_another_card_confirms_it(page_db, localstripe, monkeypatch):  # noqa: F811
     """The card path through a real Stripe-compatible server: confirmed only once a charge has succeeded."""
     monkeypatch.setenv("STRIPE_API_BASE", localstripe.api_base)
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_fleetdesk")
