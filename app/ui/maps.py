@@ -33,7 +33,7 @@ def view_for(points: pd.DataFrame, *, pitch: int = 0) -> pdk.ViewState:
     lat_min, lat_max = points["lat"].min(), points["lat"].max()
     lon_min, lon_max = points["lon"].min(), points["lon"].max()
     span = max(lat_max - lat_min, (lon_max - lon_min) * math.cos(math.radians((lat_min + lat_max) / 2)), 0.01)
-    zoom = float(np.clip(math.log2(360 / span) - 1.3, 3, 15))
+    zoom = float(np.clip(math.log2(360 / span) - 0.7, 3, 15))
     return pdk.ViewState(latitude=(lat_min + lat_max) / 2, longitude=(lon_min + lon_max) / 2, zoom=zoom,
                          pitch=pitch)
 
