@@ -21,17 +21,18 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.config import turnaround_minutes
-from db.models import Booking, BookingStatus, User, UserRole, Vehicle, VehicleStatus, VehicleType
+from db.models import AuditEntry, Booking, BookingStatus, DomainEvent, UserRole, Vehicle, VehicleStatus
 from services import audit, availability, maintenance, pricing
 from services.actors import Actor, require_role
-from services.customers import check_eligibility
+from services.eligibility_rules import CarType, Driver, check_rental_dates, ineligibility_reasons
 from services.errors import Conflict, InvalidInput, NotFound
 from services.events import record_event
+from services.opening_hours import closed_reason
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out over a counter
 STATE_LABELS = {"pending": "pending", "confirmed": "confirmed", "picked_up": "picked up", "completed": "completed",
@@ -111,12 +112,14 @@ def _require_state(booking: Booking, allowed: tuple[BookingStatus, ...], doing: 
                                 f"{wanted} booking can be {doing}.")
 
 
+_SNAPSHOT_FIELDS = ("status", "vehicle_id", "pickup_location_id", "dropoff_location_id", "pickup_at", "dropoff_at",
+                    "total_price", "payment_status", "hold_expires_at", "actual_return_at", "odometer_out_km",
+                    "fuel_out", "odometer_in_km", "fuel_in", "late_fee", "fuel_charge", "damage_charge",
+                    "cancellation_fee", "refund_due", "cancel_reason", "extras")
+
+
 def _snapshot(booking: Booking) -> dict[str, Any]:
-    fields = ("status", "vehicle_id", "pickup_location_id", "dropoff_location_id", "pickup_at", "dropoff_at",
-              "total_price", "payment_status", "hold_expires_at", "actual_return_at", "odometer_out_km", "fuel_out",
-              "odometer_in_km", "fuel_in", "late_fee", "fuel_charge", "damage_charge", "cancellation_fee",
-              "refund_due", "cancel_reason", "extras")
-    return {name: getattr(booking, name) for name in fields}
+    return {name: getattr(booking, name) for name in _SNAPSHOT_FIELDS}
 
 
 def _event(session: Session, booking: Booking, event_type: str, **extra: Any) -> None:
@@ -125,11 +128,6 @@ def _event(session: Session, booking: Booking, event_type: str, **extra: Any) ->
                "dropoff_location_id": booking.dropoff_location_id, "pickup_at": booking.pickup_at.isoformat(),
                "dropoff_at": booking.dropoff_at.isoformat(), **extra}
     record_event(session, "booking", booking.id, event_type, json.loads(json.dumps(payload, default=str)))
-
-
-def _local_date(session: Session, location_id: int, at: datetime):
-    zone = session.execute(text("SELECT timezone FROM locations WHERE id = :id"), {"id": location_id}).scalar_one()
-    return at.astimezone(ZoneInfo(zone)).date()
 
 
 def _local(session: Session, location_id: int, at: datetime) -> str:
@@ -182,63 +180,153 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
         if existing is not None:
             return BookingResult(existing, created=False)
     _check_times(pickup_at, dropoff_at, now)
-    customer = session.get(User, customer_id)
-    if customer is None or customer.role != UserRole.CUSTOMER:
+    facts = _load_facts(session, customer_id, vehicle_id, pickup_location_id, dropoff_location_id)
+    if facts.customer_role != UserRole.CUSTOMER.value:
         raise NotFound(f"There is no customer {customer_id}; find or create the customer first.")
-    vehicle_type = session.scalar(select(VehicleType).join(Vehicle, Vehicle.vehicle_type_id == VehicleType.id)
-                                  .where(Vehicle.id == vehicle_id))
-    if vehicle_type is None:
+    if facts.vehicle_type_id is None:
         raise NotFound(f"There is no vehicle {vehicle_id}; pick a car from the search.")
-    availability.check_opening_hours(session, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at)
-    eligibility = check_eligibility(  # dates as the branches' own calendars see them
-        session, customer_id, vehicle_type.code, _local_date(session, dropoff_location_id, dropoff_at),
-        pickup_date=_local_date(session, pickup_location_id, pickup_at))
-    if not eligibility.eligible:
-        raise InvalidInput("This driver cannot take this car: " + " ".join(eligibility.reasons))
+    branches = _loaded_branches(facts, pickup_location_id, dropoff_location_id)
+    _require_open(branches[pickup_location_id], pickup_at, "pick-up")
+    _require_open(branches[dropoff_location_id], dropoff_at, "drop-off")
+    pickup_date = pickup_at.astimezone(ZoneInfo(branches[pickup_location_id]["timezone"])).date()
+    dropoff_date = dropoff_at.astimezone(ZoneInfo(branches[dropoff_location_id]["timezone"])).date()
+    check_rental_dates(pickup_date, dropoff_date)  # dates as the branches' own calendars see them
+    reasons = ineligibility_reasons(
+        Driver(status=facts.customer_status, erased_at=facts.erased_at, date_of_birth=facts.date_of_birth,
+               has_licence=facts.has_licence, licence_expiry=facts.licence_expiry,
+               identity_status=facts.identity_status),
+        CarType(facts.vehicle_type_name, facts.min_driver_age), pickup_date, dropoff_date)
+    if reasons:
+        raise InvalidInput("This driver cannot take this car: " + " ".join(reasons))
     reason = availability.unavailable_reason(session, vehicle_id, pickup_location_id, dropoff_location_id,
-                                             pickup_at, dropoff_at, lock=True)
+                                             pickup_at, dropoff_at, lock=True, branches=branches)
     if reason:
         raise Conflict(reason)
-    price = pricing.quote(session, vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at, extras)
-    booking = Booking(
-        user_id=customer_id, vehicle_id=vehicle_id, vehicle_type_id=vehicle_type.id,
-        pickup_location_id=pickup_location_id, dropoff_location_id=dropoff_location_id, pickup_at=pickup_at,
-        dropoff_at=dropoff_at, turnaround_minutes=turnaround_minutes(), total_price=price.total,
-        currency=price.currency, price_breakdown=price.as_breakdown(), status=BookingStatus.PENDING,
-        payment_status="unpaid", channel=channel, hold_expires_at=now + timedelta(minutes=policy.hold_minutes),
-        extras=list(extras), idempotency_key=idempotency_key, request_fingerprint=fingerprint,
-        created_by=actor.user_id,
-    )
+    pricing.check_extras(extras)
+    price = pricing.price(facts.daily_rate, facts.currency,
+                          facts.one_way_km if pickup_location_id != dropoff_location_id else None,
+                          pickup_at, dropoff_at, extras)
+    values = {
+        "user_id": customer_id, "vehicle_id": vehicle_id, "vehicle_type_id": facts.vehicle_type_id,
+        "pickup_location_id": pickup_location_id, "dropoff_location_id": dropoff_location_id,
+        "pickup_at": pickup_at, "dropoff_at": dropoff_at, "turnaround_minutes": turnaround_minutes(),
+        "total_price": price.total, "currency": price.currency, "price_breakdown": price.as_breakdown(),
+        "status": BookingStatus.PENDING, "payment_status": "unpaid", "channel": channel,
+        "hold_expires_at": now + timedelta(minutes=policy.hold_minutes), "extras": list(extras),
+        "idempotency_key": idempotency_key, "request_fingerprint": fingerprint, "created_by": actor.user_id,
+    }
     try:
-        _insert(session, booking, vehicle_id, pickup_location_id, pickup_at, dropoff_at)
+        booking = _insert(session, actor, values)
     except _DuplicateKey:
         existing = _by_idempotency_key(session, idempotency_key or "", fingerprint)
         if existing is None:  # pragma: no cover - the unique violation means it exists
             raise
         return BookingResult(existing, created=False)
-    audit.record(session, actor, "booking.created", "booking", booking.id, None, _snapshot(booking))
-    _event(session, booking, "booking.created", total_price=str(booking.total_price), currency=booking.currency)
     return BookingResult(booking, created=True)
+
+
+# Everything a booking checks before it takes the car, in one round trip: the customer, the car with its type and
+# rate, both branches (hours, time zone) and the distance between them for a one-way fee. Left joins, so a missing
+# customer, car or branch reads as NULLs and is refused in the order the checks run.
+_FACTS = text("""
+    SELECT c.role::text AS customer_role, c.status AS customer_status, c.erased_at, c.date_of_birth,
+           coalesce(octet_length(c.licence_number_encrypted), 0) > 0 AS has_licence, c.licence_expiry,
+           c.identity_status,
+           v.vehicle_type_id, v.daily_rate, v.currency, t.name AS vehicle_type_name, t.min_driver_age,
+           p.id AS pickup_id, p.code AS pickup_code, p.name AS pickup_name, p.timezone AS pickup_timezone,
+           p.operating_hours AS pickup_hours,
+           d.id AS dropoff_id, d.code AS dropoff_code, d.name AS dropoff_name, d.timezone AS dropoff_timezone,
+           d.operating_hours AS dropoff_hours,
+           ST_Distance(p.geog, d.geog) / 1000 AS one_way_km
+    FROM (SELECT 1) one
+    LEFT JOIN users c ON c.id = :customer
+    LEFT JOIN vehicles v ON v.id = :vehicle
+    LEFT JOIN vehicle_types t ON t.id = v.vehicle_type_id
+    LEFT JOIN locations p ON p.id = :pickup
+    LEFT JOIN locations d ON d.id = :dropoff
+""")
+
+
+def _load_facts(session: Session, customer_id: int, vehicle_id: int, pickup_location_id: int,
+                dropoff_location_id: int) -> Any:
+    return session.execute(_FACTS, {"customer": customer_id, "vehicle": vehicle_id, "pickup": pickup_location_id,
+                                    "dropoff": dropoff_location_id}).one()
+
+
+def _loaded_branches(facts: Any, pickup_location_id: int, dropoff_location_id: int) -> dict[int, dict[str, Any]]:
+    found = {}
+    for side, location_id in (("pickup", pickup_location_id), ("dropoff", dropoff_location_id)):
+        if getattr(facts, f"{side}_id") is not None:
+            found[location_id] = {"id": location_id, "code": getattr(facts, f"{side}_code"),
+                                  "name": getattr(facts, f"{side}_name"),
+                                  "timezone": getattr(facts, f"{side}_timezone"),
+                                  "operating_hours": getattr(facts, f"{side}_hours")}
+    missing = sorted({pickup_location_id, dropoff_location_id} - set(found))
+    if missing:
+        raise NotFound(f"There is no branch with id {', '.join(map(str, missing))}; pick a branch from the list.")
+    return found
+
+
+def _require_open(branch: dict[str, Any], at: datetime, what: str) -> None:
+    reason = closed_reason(branch["operating_hours"], branch["timezone"], at, what)
+    if reason:  # worded as availability.check_opening_hours words it
+        raise InvalidInput(f"{branch['name']} is {reason}. Choose a time when it is open, or another branch.")
 
 
 class _DuplicateKey(Exception):
     pass
 
 
-def _insert(session: Session, booking: Booking, vehicle_id: int, location_id: int, pickup_at: datetime,
-            dropoff_at: datetime) -> None:
+_BOOKING_COLUMNS = tuple(Booking.__table__.c)
+
+# The booking's columns come back from its INSERT, so the ORM object is loaded in the same round trip.
+_INSERT = text(f"""
+    INSERT INTO bookings (reference, user_id, vehicle_id, vehicle_type_id, pickup_location_id, dropoff_location_id,
+                          pickup_at, dropoff_at, turnaround_minutes, total_price, currency, price_breakdown, status,
+                          payment_status, channel, hold_expires_at, extras, idempotency_key, request_fingerprint,
+                          created_by)
+    VALUES (:reference, :user_id, :vehicle_id, :vehicle_type_id, :pickup_location_id, :dropoff_location_id,
+            :pickup_at, :dropoff_at, :turnaround_minutes, :total_price, :currency, CAST(:price_breakdown AS jsonb),
+            CAST(:status AS booking_status), :payment_status, :channel, :hold_expires_at, CAST(:extras AS text[]),
+            :idempotency_key, :request_fingerprint, :created_by)
+    RETURNING {", ".join(c.name for c in _BOOKING_COLUMNS)}
+""").columns(*_BOOKING_COLUMNS)
+
+
+_INSERT_AUDIT_ENTRY = insert(AuditEntry.__table__)  # Core: the ORM objects of the entry and the event are not needed
+_INSERT_EVENT = insert(DomainEvent.__table__)
+
+
+def _insert(session: Session, actor: Actor, values: dict[str, Any]) -> Booking:
+    """The new booking, with its audit entry and event, or Conflict when the car was taken meanwhile."""
+    booking = _insert_booking(session, values)
+    session.execute(_INSERT_AUDIT_ENTRY, {
+        "actor_id": actor.user_id, "actor_label": actor.label, "action": "booking.created", "entity_type": "booking",
+        "entity_id": str(booking.id), "changes": audit.changes(None, {name: values.get(name) for name in _SNAPSHOT_FIELDS})})
+    payload = {"booking_id": booking.id, "reference": booking.reference, "status": values["status"].value,
+               "vehicle_id": values["vehicle_id"], "pickup_location_id": values["pickup_location_id"],
+               "dropoff_location_id": values["dropoff_location_id"], "pickup_at": values["pickup_at"].isoformat(),
+               "dropoff_at": values["dropoff_at"].isoformat(), "total_price": str(values["total_price"]),
+               "currency": values["currency"]}
+    session.execute(_INSERT_EVENT, {"aggregate_type": "booking", "aggregate_id": str(booking.id),
+                                    "event_type": "booking.created",
+                                    "payload": json.loads(json.dumps(payload, default=str))})
+    return booking
+
+
+def _insert_booking(session: Session, values: dict[str, Any]) -> Booking:
+    params = {**values, "status": values["status"].value, "price_breakdown": json.dumps(values["price_breakdown"])}
     for _ in range(5):
-        booking.reference = _new_reference()
+        params["reference"] = _new_reference()
         try:
             with session.begin_nested():
-                session.add(booking)
-                session.flush()
-            return
+                return session.scalars(select(Booking).from_statement(_INSERT), params).one()
         except IntegrityError as exc:
             state = getattr(exc.orig, "sqlstate", None)
             detail = str(exc.orig)
             if state == "23P01":
-                raise Conflict(_clash_message(session, vehicle_id, location_id, pickup_at, dropoff_at)) from None
+                raise Conflict(_clash_message(session, values["vehicle_id"], values["pickup_location_id"],
+                                              values["pickup_at"], values["dropoff_at"])) from None
             if state == "23505" and "bookings_idempotency_key" in detail:
                 raise _DuplicateKey() from None
             if state == "23505" and "reference" in detail:

@@ -28,12 +28,12 @@ from services.customer_fields import (
     PHONE_PATTERN,
     PROFILE_FIELDS,
     REQUIRED_FIELDS,
-    age_on,
     check_licence_complete,
     clean_fields,
     clean_note,
     today,
 )
+from services.eligibility_rules import CarType, Driver, check_rental_dates, ineligibility_reasons
 from services.errors import Conflict, InvalidInput, NotFound
 from services.events import record_event
 
@@ -292,40 +292,17 @@ def check_eligibility(session: Session, customer_id: int, vehicle_type_code: str
     """Whether the customer may drive this type of car for this rental, with every reason if not."""
     pickup = _as_date(pickup_date) if pickup_date is not None else today()
     dropoff = _as_date(dropoff_date)
-    if dropoff < pickup:
-        raise InvalidInput(f"The drop-off date {dropoff:%d %b %Y} is before the pick-up date {pickup:%d %b %Y}; "
-                           "swap them or pick other dates.")
+    check_rental_dates(pickup, dropoff)
     vehicle_type = session.scalar(select(VehicleType).where(VehicleType.code == vehicle_type_code))
     if vehicle_type is None:
         known = session.scalars(select(VehicleType.code).order_by(VehicleType.rank)).all()
         raise NotFound(f"There is no vehicle type {vehicle_type_code!r}; pick one of {', '.join(known)}.")
     user = load_customer(session, customer_id)
-    if user.status == "erased":
-        erased_on = f" on {user.erased_at:%d %b %Y}" if user.erased_at else ""
-        return Eligibility(user.id, vehicle_type.code, (
-            f"This customer's personal data was erased at their request{erased_on}, so this record cannot be "
-            "booked; create a new customer record if they want to rent again.",))
-    reasons = []
-    if user.status == "blocked":
-        reasons.append("Your account is blocked, so we cannot rent a car to you today; a manager can tell you more.")
-    elif user.status != "active":
-        reasons.append("Your account is disabled, so we cannot rent a car to you today; a manager can tell you more.")
-    if user.date_of_birth is None:
-        reasons.append("We do not have your date of birth; we need it to check the minimum driver age.")
-    else:
-        age = age_on(user.date_of_birth, pickup)
-        if age < vehicle_type.min_driver_age:
-            reasons.append(f"You must be at least {vehicle_type.min_driver_age} to drive our {vehicle_type.name} cars; "
-                           f"you will be {age} at pick-up on {pickup:%d %b %Y}.")
-    if not user.licence_number_encrypted or user.licence_expiry is None:
-        reasons.append("We do not have your driving licence on file; we need to see it (number, issuing country and "
-                       "expiry date) before you can drive.")
-    elif user.licence_expiry < dropoff:
-        reasons.append(f"Your driving licence expires on {user.licence_expiry:%d %b %Y}, before the drop-off on "
-                       f"{dropoff:%d %b %Y}; it must be valid for the whole rental.")
-    if user.identity_status == "rejected":
-        reasons.append("Your licence did not pass our identity check, so we cannot rent a car to you with it.")
-    return Eligibility(user.id, vehicle_type.code, tuple(reasons))
+    driver = Driver(status=user.status, erased_at=user.erased_at, date_of_birth=user.date_of_birth,
+                    has_licence=bool(user.licence_number_encrypted), licence_expiry=user.licence_expiry,
+                    identity_status=user.identity_status)
+    return Eligibility(user.id, vehicle_type.code, ineligibility_reasons(
+        driver, CarType(vehicle_type.name, vehicle_type.min_driver_age), pickup, dropoff))
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------

@@ -81,12 +81,17 @@ class Quote:
                 "total": str(self.total), "vat_included": str(self.vat_included), "vat_rate": str(VAT_RATE)}
 
 
-def quote(session: Session, vehicle_id: int, pickup_location_id: int, dropoff_location_id: int,
-          pickup_at: datetime, dropoff_at: datetime, extras: tuple[str, ...] | list[str] = ()) -> Quote:
-    """The itemised price of renting this car for this period, with these extras."""
+def check_extras(extras: tuple[str, ...] | list[str]) -> None:
+    """Raise InvalidInput naming any extra that is not on offer."""
     unknown = sorted(set(extras) - set(EXTRAS))
     if unknown:
         raise InvalidInput(f"Unknown extra {', '.join(unknown)}; choose from {', '.join(EXTRAS)}.")
+
+
+def quote(session: Session, vehicle_id: int, pickup_location_id: int, dropoff_location_id: int,
+          pickup_at: datetime, dropoff_at: datetime, extras: tuple[str, ...] | list[str] = ()) -> Quote:
+    """The itemised price of renting this car for this period, with these extras."""
+    check_extras(extras)
     row = session.execute(text("""
         SELECT v.daily_rate, v.currency, v.license_plate, ST_Distance(p.geog, d.geog) / 1000 AS one_way_km
         FROM vehicles v, locations p, locations d
@@ -94,10 +99,18 @@ def quote(session: Session, vehicle_id: int, pickup_location_id: int, dropoff_lo
     """), {"vehicle": vehicle_id, "pickup": pickup_location_id, "dropoff": dropoff_location_id}).first()
     if row is None:
         raise NotFound("The car or one of the branches does not exist; pick them again from the search.")
+    return price(row.daily_rate, row.currency, row.one_way_km if pickup_location_id != dropoff_location_id else None,
+                 pickup_at, dropoff_at, extras)
+
+
+def price(daily_rate: Decimal, currency: str, one_way_km: float | None, pickup_at: datetime, dropoff_at: datetime,
+          extras: tuple[str, ...] | list[str] = ()) -> Quote:
+    """The quote for a car's daily rate and currency, the distance between the branches of a one-way rental (None
+    for a round trip), the period and known extras — no database."""
     days = rental_days(pickup_at, dropoff_at)
-    lines = [QuoteLine("base", f"{days} day{'s' if days != 1 else ''} × £{row.daily_rate}", money(row.daily_rate * days))]
-    if pickup_location_id != dropoff_location_id:
-        km = Decimal(str(round(row.one_way_km)))
+    lines = [QuoteLine("base", f"{days} day{'s' if days != 1 else ''} × £{daily_rate}", money(daily_rate * days))]
+    if one_way_km is not None:
+        km = Decimal(str(round(one_way_km)))
         lines.append(QuoteLine("one_way", f"One-way fee ({km} km)", money(ONE_WAY_BASE + ONE_WAY_PER_KM * km)))
     for code in dict.fromkeys(extras):  # each extra once, in the order chosen
         extra = EXTRAS[code]
@@ -105,4 +118,4 @@ def quote(session: Session, vehicle_id: int, pickup_location_id: int, dropoff_lo
         if extra.max_total is not None:
             amount = min(amount, extra.max_total)
         lines.append(QuoteLine(code, extra.name, money(amount)))
-    return Quote(row.currency, days, money(row.daily_rate), tuple(lines))
+    return Quote(currency, days, money(daily_rate), tuple(lines))
