@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -219,8 +220,22 @@ def current_actor(credentials: Annotated[HTTPAuthorizationCredentials | None, De
     if credentials is None:
         raise Unauthenticated("Missing API token; send `Authorization: Bearer <token>` (an admin creates one with "
                               "`fleetdesk tokens create --email E`).")
+    token = credentials.credentials
+    cached = _recent_tokens.get(token)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
     with session_scope(engine()) as session:
-        return authenticate(session, credentials.credentials)
+        actor = authenticate(session, token)
+    if len(_recent_tokens) > 10_000:  # bounded: a flood of distinct tokens must not grow memory
+        _recent_tokens.clear()
+    _recent_tokens[token] = (actor, time.monotonic() + TOKEN_CACHE_SECONDS)
+    return actor
+
+
+# A valid token is remembered for a few seconds, so a busy client does not pay a database round trip per request;
+# revoking a token, disabling its owner or its expiry take effect within that time.
+TOKEN_CACHE_SECONDS = 5.0
+_recent_tokens: dict[str, tuple[Actor, float]] = {}
 
 
 def desk_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:

@@ -483,3 +483,32 @@ def test_each_request_is_one_unit_of_work_and_a_refused_booking_leaves_nothing(c
     _book(client, api_env, car, extras=["jetpack"])
     with session_scope(api_env.engine) as session:
         assert session.execute(text("SELECT count(*) FROM bookings WHERE vehicle_id = :v"), {"v": car}).scalar() == 0
+
+
+def test_a_token_revoked_while_in_use_stops_working_within_the_cache_window(client, api_env, monkeypatch):
+    """Valid tokens are remembered for TOKEN_CACHE_SECONDS; revocation takes effect once that has passed."""
+    import time
+
+    from app import api_v1
+    from db.session import make_engine, session_scope
+    from services.actors import Actor
+    from services.tokens import create_token, revoke_token
+
+    monkeypatch.setattr(api_v1, "TOKEN_CACHE_SECONDS", 0.3)
+    engine = make_engine(api_env.url)
+    with session_scope(engine) as session:
+        token, plain = create_token(session, Actor.command_line(), _any_staff_email(session))
+    headers = {"Authorization": f"Bearer {plain}"}
+    assert client.get("/api/v1/locations", headers=headers).status_code == 200
+    with session_scope(engine) as session:
+        revoke_token(session, Actor.command_line(), token.id)
+    engine.dispose()
+    time.sleep(0.4)
+    assert "expired or was revoked" in _json_error(client.get("/api/v1/locations", headers=headers), 401)
+
+
+def _any_staff_email(session) -> str:
+    from sqlalchemy import text
+
+    return session.execute(text("SELECT email FROM users WHERE role <> 'customer' AND status = 'active' "
+                                "ORDER BY id LIMIT 1")).scalar_one()
