@@ -47,34 +47,45 @@ def results_frame(found: list[Customer]) -> pd.DataFrame:
     } for c in found], columns=["id", "name", "email", "phone", "licence", "country", "expiry", "identity", "status"])
 
 
+def customer_fields(prefix: str, today: date, *, widget_options: dict | None = None,
+                    marketing: bool = False) -> tuple[dict[str, object], dict[str, Callable[[str], object]]]:
+    """The customer fields as widgets (keys prefix + field), each with an empty slot under it for its problem."""
+    values: dict[str, object] = {}
+    slots: dict[str, Callable[[str], object]] = {}
+
+    def field(name: str, widget: Callable[..., object], label: str, **options) -> None:
+        values[name] = widget(label, key=prefix + name, **(widget_options or {}), **options)
+        slots[name] = st.empty().error
+
+    left, right = st.columns(2)
+    with left:
+        field("first_name", st.text_input, "First name", max_chars=80)
+        field("last_name", st.text_input, "Last name", max_chars=80)
+        field("email", st.text_input, "Email", max_chars=254)
+        field("phone", st.text_input, "Phone", max_chars=32, placeholder="+44 20 7946 0000")
+        field("date_of_birth", st.date_input, "Date of birth", value=None, min_value=date(1900, 1, 1),
+              max_value=today, format="DD/MM/YYYY")
+    with right:
+        licence_fields(field, today)
+        field("address", st.text_area, "Address", max_chars=500, height=80)
+        if marketing:
+            field("marketing_opt_in", st.checkbox, "Agrees to marketing emails")
+    return values, slots
+
+
+def licence_fields(field: Callable[..., None], today: date) -> None:
+    field("licence_number", st.text_input, "Licence number", max_chars=40, type="password",
+          help="Typed from the licence; shown afterwards only as its last 4 characters.")
+    field("licence_country", st.text_input, "Issuing country", max_chars=2, placeholder="GB")
+    field("licence_expiry", st.date_input, "Licence valid until", value=None, min_value=today - timedelta(days=3650),
+          max_value=today + timedelta(days=365 * 30), format="DD/MM/YYYY")
+
+
 def new_customer_form(actor: Actor) -> Customer | None:
     """The form; problems are shown under the fields they are about, and nothing typed is lost."""
     today = datetime.now(UTC).date()
     with st.form("new-customer", clear_on_submit=False):
-        fields: dict[str, object] = {}
-        slots: dict[str, Callable[[str], object]] = {}
-
-        def field(name: str, widget: Callable[..., object], label: str, **options) -> None:
-            fields[name] = widget(label, key=NEW_PREFIX + name, **options)
-            slots[name] = st.empty().error
-
-        left, right = st.columns(2)
-        with left:
-            field("first_name", st.text_input, "First name", max_chars=80)
-            field("last_name", st.text_input, "Last name", max_chars=80)
-            field("email", st.text_input, "Email", max_chars=254)
-            field("phone", st.text_input, "Phone", max_chars=32, placeholder="+44 20 7946 0000")
-            field("date_of_birth", st.date_input, "Date of birth", value=None, min_value=date(1900, 1, 1),
-                  max_value=today, format="DD/MM/YYYY")
-        with right:
-            field("licence_number", st.text_input, "Licence number", max_chars=40, type="password",
-                  help="Typed from the licence; shown afterwards only as its last 4 characters.")
-            field("licence_country", st.text_input, "Issuing country", max_chars=2, placeholder="GB")
-            field("licence_expiry", st.date_input, "Licence valid until", value=None,
-                  min_value=today - timedelta(days=3650), max_value=today + timedelta(days=365 * 30),
-                  format="DD/MM/YYYY")
-            field("address", st.text_area, "Address", max_chars=500, height=90)
-            field("marketing_opt_in", st.checkbox, "Agrees to marketing emails")
+        fields, slots = customer_fields(NEW_PREFIX, today, marketing=True)
         if not st.form_submit_button("Add customer", type="primary"):
             return None
     try:

@@ -7,12 +7,13 @@ the reasons are gone (another driver, or the missing licence or date of birth ad
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import streamlit as st
 
 from app.resources import session
 from app.ui import desk
+from app.ui.customers import customer_fields, licence_fields
 from app.ui.desk import plain
 from app.ui.walk_in import FLASH, KEEP, close_edit, folded, is_open, opened, rental
 from services import customers
@@ -109,34 +110,7 @@ def _search(actor: Actor) -> None:
 
 
 def _fields(prefix: str, today: date) -> tuple[dict[str, object], dict[str, Callable[[str], object]]]:
-    """The customer fields as widgets (keys prefix + field), each with a slot under it for its problem."""
-    values: dict[str, object] = {}
-    slots: dict[str, Callable[[str], object]] = {}
-
-    def field(name: str, widget: Callable[..., object], label: str, **options) -> None:
-        values[name] = widget(label, key=prefix + name, **KEEP, **options)
-        slots[name] = st.empty().error
-
-    left, right = st.columns(2)
-    with left:
-        field("first_name", st.text_input, "First name", max_chars=80)
-        field("last_name", st.text_input, "Last name", max_chars=80)
-        field("email", st.text_input, "Email", max_chars=254)
-        field("phone", st.text_input, "Phone", max_chars=32, placeholder="+44 20 7946 0000")
-        field("date_of_birth", st.date_input, "Date of birth", value=None, min_value=date(1900, 1, 1),
-              max_value=today, format="DD/MM/YYYY")
-    with right:
-        _licence_fields(field, today)
-        field("address", st.text_area, "Address", max_chars=500, height=68)
-    return values, slots
-
-
-def _licence_fields(field: Callable[..., None], today: date) -> None:
-    field("licence_number", st.text_input, "Licence number", max_chars=40, type="password",
-          help="Typed from the licence; shown afterwards only as its last 4 characters.")
-    field("licence_country", st.text_input, "Issuing country", max_chars=2, placeholder="GB")
-    field("licence_expiry", st.date_input, "Licence valid until", value=None, min_value=today - timedelta(days=3650),
-          max_value=today + timedelta(days=365 * 30), format="DD/MM/YYYY")
+    return customer_fields(prefix, today, widget_options=KEEP)
 
 
 def _new_customer(actor: Actor) -> None:
@@ -180,7 +154,7 @@ def _complete_details(actor: Actor, customer: Customer) -> None:
             if customer.date_of_birth is None:
                 field("date_of_birth", st.date_input, "Date of birth", value=None, min_value=date(1900, 1, 1),
                       max_value=today, format="DD/MM/YYYY")
-            _licence_fields(field, today)
+            licence_fields(field, today)
         right.caption("From the licence in front of you. A new licence number needs a new identity check; "
                       "the number is stored encrypted and shown only as its last 4 characters.")
         saved = st.form_submit_button("Save the driver's details")

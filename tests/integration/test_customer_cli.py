@@ -11,13 +11,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import text
 
 from db.models import UserRole
 from db.session import make_engine, session_scope
 from services import customers
 from services.actors import Actor
 from tests.conftest import recreate_database
+from tests.db_helpers import scalar
 
 KEY = Fernet.generate_key().decode()
 LICENCE = "CLITE812034CL9AB"
@@ -64,13 +64,6 @@ def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
     return lines[0]
 
 
-def scalar(url, sql: str, **params):
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql), params).scalar()
-    finally:
-        engine.dispose()
 
 
 def test_find_prints_masked_licences_and_finds_by_the_whole_number(cli_db):

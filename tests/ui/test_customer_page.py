@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from cryptography.fernet import Fernet
-from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from db.models import UserRole
@@ -18,6 +17,7 @@ from services import customers
 from services.actors import Actor
 from tests import factories
 from tests.conftest import recreate_database
+from tests.db_helpers import scalar
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "customers.py")
 KEY = Fernet.generate_key().decode()
@@ -57,13 +57,6 @@ def page_env(page_db, monkeypatch):
     st.cache_resource.clear()
 
 
-def scalar(url, sql: str, **params):
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql), params).scalar()
-    finally:
-        engine.dispose()
 
 
 def page_as(role: str, **query) -> AppTest:

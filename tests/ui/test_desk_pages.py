@@ -24,6 +24,7 @@ from services import bookings, customers
 from services.actors import Actor
 from tests import factories as f
 from tests.conftest import recreate_database
+from tests.db_helpers import scalar
 from tests.payments_fixtures import localstripe  # noqa: F401 - a fixture
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
@@ -105,13 +106,6 @@ def page_env(page_db, monkeypatch):
     st.cache_resource.clear()
 
 
-def scalar(url, sql: str, **params):
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            return conn.execute(text(sql), params).scalar()
-    finally:
-        engine.dispose()
 
 
 def open_page(role: str, page: str, **state) -> AppTest:

@@ -18,6 +18,7 @@ from db.session import make_engine, session_scope
 from services.actors import Actor
 from tests import factories as f
 from tests.conftest import recreate_database
+from tests.db_helpers import scalar
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -72,13 +73,6 @@ def page_env(page_db, monkeypatch):
     st.cache_resource.clear()
 
 
-def scalar(url, sql: str, **params):
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql), params).scalar()
-    finally:
-        engine.dispose()
 
 
 def open_page(role: str, page: str, **query) -> AppTest:
