@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from cryptography.fernet import Fernet
 from streamlit.testing.v1 import AppTest
 
@@ -18,6 +17,7 @@ from services.actors import Actor
 from tests import factories
 from tests.conftest import recreate_database
 from tests.db_helpers import scalar
+from tests.ui.page_helpers import clear_caches, point_app_at
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "customers.py")
 KEY = Fernet.generate_key().decode()
@@ -47,14 +47,9 @@ def page_db(database_url):
 
 @pytest.fixture(autouse=True)
 def page_env(page_db, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", page_db.render_as_string(hide_password=False))
-    monkeypatch.setenv("FLEETDESK_ENCRYPTION_KEYS", KEY)
-    monkeypatch.setenv("FLEETDESK_BASEMAP", "off")
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    point_app_at(monkeypatch, page_db, FLEETDESK_ENCRYPTION_KEYS=KEY)
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 

@@ -6,7 +6,6 @@ a car; the city branch is closed on Sundays, for the closed-branch message.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-import streamlit as st
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
@@ -26,6 +24,7 @@ from tests import factories as f
 from tests.conftest import recreate_database
 from tests.db_helpers import scalar
 from tests.payments_fixtures import localstripe  # noqa: F401 - a fixture
+from tests.ui.page_helpers import clear_caches, point_app_at, signed_in
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 KEY = "8t9s83BB4gZrz8HlbtH7FQ9vyQBHIHi50iNKgjItCmM="
@@ -96,27 +95,15 @@ def page_db(database_url):
 
 @pytest.fixture(autouse=True)
 def page_env(page_db, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", page_db.render_as_string(hide_password=False))
-    monkeypatch.setenv("FLEETDESK_ENCRYPTION_KEYS", KEY)
-    monkeypatch.setenv("FLEETDESK_BASEMAP", "off")
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    point_app_at(monkeypatch, page_db, FLEETDESK_ENCRYPTION_KEYS=KEY)
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 
 
 def open_page(role: str, page: str, **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["actor"] = Actor(None, f"{role}@example.test", UserRole(role), f"Test {role}")
-    at.session_state["last_seen"] = time.time()
-    at.run()
-    for name, value in state.items():
-        at.session_state[name] = value
-    at.switch_page(f"../pages/{page}")
-    return at.run()
+    return signed_in(role, page, state=state)
 
 
 def button(at: AppTest, label: str):

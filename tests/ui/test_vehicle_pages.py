@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
-import streamlit as st
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from db.models import UserRole, VehicleStatus
+from db.models import VehicleStatus
 from db.session import make_engine, session_scope
-from services.actors import Actor
 from tests import factories as f
 from tests.conftest import recreate_database
 from tests.db_helpers import scalar
+from tests.ui.page_helpers import clear_caches, point_app_at, signed_in
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -64,26 +62,15 @@ def page_db(database_url):
 
 @pytest.fixture(autouse=True)
 def page_env(page_db, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", page_db.render_as_string(hide_password=False))
-    monkeypatch.setenv("FLEETDESK_BASEMAP", "off")
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    point_app_at(monkeypatch, page_db)
     yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
 
 
 
 
 def open_page(role: str, page: str, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["actor"] = Actor(None, f"{role}@example.test", UserRole(role), f"Test {role}")
-    at.session_state["last_seen"] = time.time()
-    at.run()
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.switch_page(f"../pages/{page}")
-    return at.run()
+    return signed_in(role, page, query=query)
 
 
 def errors(at: AppTest) -> list[str]:
