@@ -450,15 +450,17 @@ class ReturnCharges:
     def total(self) -> Decimal:
         return self.late_fee + self.fuel_charge + self.damage_charge
 
-    def explain(self) -> list[str]:
+    def explain(self, currency: str = "GBP") -> list[str]:
+        """The charges in sentences for the customer, amounts in the booking's currency."""
+        sign = {"GBP": "£", "EUR": "€", "USD": "$"}.get(currency, f"{currency} ")
         lines = []
         if self.late_fee:
             lines.append(f"Late return: {self.late_hours} started hour{'s' if self.late_hours != 1 else ''} "
-                         f"after the grace period, £{self.late_fee}.")
+                         f"after the grace period, {sign}{self.late_fee}.")
         if self.fuel_charge:
             lines.append(f"Fuel: {self.fuel_short_pct}% of a tank short, £{self.fuel_charge} including refuelling.")
         if self.damage_charge:
-            lines.append(f"Damage: £{self.damage_charge}.")
+            lines.append(f"Damage: {sign}{self.damage_charge}.")
         return lines or ["No extra charges."]
 
 

@@ -167,7 +167,7 @@ def _explain(view: BookingView, charges: ReturnCharges | None, *, title: str) ->
         return
     with st.container(border=True):
         st.markdown(f"**{title}**")
-        for line in charges.explain():
+        for line in charges.explain(view.currency):
             st.markdown(f"- {line}")
         st.markdown(f"**Extra charges {view.money(charges.total)}** on top of the rental "
                     f"({view.money(view.total)}, payment {view.payment_label}).")
