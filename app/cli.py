@@ -23,7 +23,7 @@ from services.errors import FleetdeskError
 
 COMMAND_MODULES: tuple[str, ...] = ("app.commands.users", "app.commands.tokens", "app.commands.customers", "app.commands.keys",
                                     "app.commands.telematics", "app.commands.vehicles", "app.commands.jobs",
-                                    "app.commands.payments", "app.commands.api")
+                                    "app.commands.payments", "app.commands.api", "app.commands.optimise")
 
 
 class _Parser(argparse.ArgumentParser):

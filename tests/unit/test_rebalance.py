@@ -1,0 +1,332 @@
+"""The rebalancing optimiser: tiny instances with known answers, an independent CP-SAT oracle, and bad inputs."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from ortools.sat.python import cp_model
+
+from services.optimise.rebalance import haversine_km, parse_instance, plan_rebalancing, plan_to_dict
+
+
+def instance(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "horizon_days": 2,
+        "classes": ["economy", "suv"],
+        "branches": [{"id": "A", "lat": 51.0, "lon": 0.0, "capacity": None},
+                     {"id": "B", "lat": 51.0, "lon": 0.5, "capacity": None}],
+        "initial": [], "returns": [], "demand": [],
+        "lost_sale_cost": {"economy": 100, "suv": 150},
+        "move_cost_per_km": 1.0, "move_fixed_cost": 10, "max_move_km": 150, "max_moves_out": None,
+    }
+    base.update(overrides)
+    return base
+
+
+def km(a: dict, b: dict) -> float:
+    p1, p2 = math.radians(a["lat"]), math.radians(b["lat"])
+    h = (math.sin((p2 - p1) / 2) ** 2
+         + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b["lon"] - a["lon"]) / 2) ** 2)
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+A_TO_B_KM = km({"lat": 51.0, "lon": 0.0}, {"lat": 51.0, "lon": 0.5})
+ONE_MOVE = 10 + A_TO_B_KM
+
+
+def solve(data: dict[str, Any], time_limit_s: float = 10.0) -> dict[str, Any]:
+    return plan_to_dict(plan_rebalancing(parse_instance(data), time_limit_s=time_limit_s))
+
+
+# ---------------------------------------------------------------- the plan obeys every rule
+
+
+def grid(entries: list[dict], data: dict, with_day: bool = True) -> dict[tuple, int]:
+    out: dict[tuple, int] = {}
+    for e in entries:
+        key = (e["branch"], e["class"], e["day"]) if with_day else (e["branch"], e["class"])
+        out[key] = out.get(key, 0) + e["count"]
+    return out
+
+
+def check_plan(data: dict[str, Any], plan: dict[str, Any]) -> float:
+    """Replays the plan day by day, asserting each rule; returns its cost recomputed from scratch."""
+    branches = {b["id"]: b for b in data["branches"]}
+    initial = grid(data["initial"], data, with_day=False)
+    returns, demand = grid(data["returns"], data), grid(data["demand"], data)
+    lost = grid(plan["lost_sales"], data)
+    cost = 0.0
+    on_hand = {(b, c): initial.get((b, c), 0) for b in branches for c in data["classes"]}
+    for day in range(data["horizon_days"]):
+        tonight = [m for m in plan["moves"] if m["day"] == day]
+        out = {key: 0 for key in on_hand}
+        inn = {key: 0 for key in on_hand}
+        for m in tonight:
+            assert m["from"] != m["to"] and m["count"] > 0
+            distance = km(branches[m["from"]], branches[m["to"]])
+            assert distance <= data["max_move_km"]
+            out[(m["from"], m["class"])] += m["count"]
+            inn[(m["to"], m["class"])] += m["count"]
+            cost += m["count"] * (data["move_fixed_cost"] + data["move_cost_per_km"] * distance)
+        for b in branches:
+            parked = sum(on_hand[(b, c)] - out[(b, c)] + inn[(b, c)] for c in data["classes"])
+            if branches[b]["capacity"] is not None:
+                assert parked <= branches[b]["capacity"]
+            if data["max_moves_out"] is not None:
+                assert sum(out[(b, c)] for c in data["classes"]) <= data["max_moves_out"]
+        for (b, c), start in on_hand.items():
+            assert out[(b, c)] <= start
+            avail = start - out[(b, c)] + inn[(b, c)] + returns.get((b, c, day), 0)
+            wanted, missed = demand.get((b, c, day), 0), lost.get((b, c, day), 0)
+            assert 0 <= missed <= wanted
+            assert wanted - missed <= avail
+            on_hand[(b, c)] = avail - (wanted - missed)
+            cost += missed * data["lost_sale_cost"][c]
+    return cost
+
+
+# ---------------------------------------------------------------- an independent exact model
+
+
+def oracle(data: dict[str, Any]) -> int | None:
+    """The optimal cost in cents by CP-SAT on the day-by-day stock equations, or None when infeasible."""
+    model = cp_model.CpModel()
+    ids = [b["id"] for b in data["branches"]]
+    branches = {b["id"]: b for b in data["branches"]}
+    classes, days = data["classes"], range(data["horizon_days"])
+    initial = grid(data["initial"], data, with_day=False)
+    returns, demand = grid(data["returns"], data), grid(data["demand"], data)
+    lanes = [(i, j) for i in ids for j in ids
+             if i != j and km(branches[i], branches[j]) <= data["max_move_km"]]
+    total = sum(initial.values()) + sum(returns.values())
+    move = {(i, j, c, d): model.new_int_var(0, total, "") for i, j in lanes for c in classes for d in days}
+    served = {(b, c, d): model.new_int_var(0, demand.get((b, c, d), 0), "") for b in ids for c in classes
+              for d in days}
+    start = {(b, c): initial.get((b, c), 0) for b in ids for c in classes}
+    objective = []
+    for d in days:
+        # lists, not `+=`: CP-SAT may grow a linear expression in place, and these are shared
+        parked: dict[str, list] = {b: [] for b in ids}
+        moved_out: dict[str, list] = {b: [] for b in ids}
+        for b in ids:
+            for c in classes:
+                out = sum(move[(b, j, c, d)] for i, j in lanes if i == b)
+                inn = sum(move[(i, b, c, d)] for i, j in lanes if j == b)
+                model.add(out <= start[(b, c)])
+                parked[b].append(start[(b, c)] - out + inn)
+                moved_out[b].append(out)
+                avail = start[(b, c)] - out + inn + returns.get((b, c, d), 0)
+                model.add(served[(b, c, d)] <= avail)
+                start[(b, c)] = avail - served[(b, c, d)]
+                objective.append(round(data["lost_sale_cost"][c] * 100) * (demand.get((b, c, d), 0)
+                                                                             - served[(b, c, d)]))
+            if branches[b]["capacity"] is not None:
+                model.add(sum(parked[b]) <= branches[b]["capacity"])
+            if data["max_moves_out"] is not None:
+                model.add(sum(moved_out[b]) <= data["max_moves_out"])
+    for i, j in lanes:
+        unit = round((data["move_fixed_cost"] + data["move_cost_per_km"] * km(branches[i], branches[j])) * 100)
+        objective += [unit * move[(i, j, c, d)] for c in classes for d in days]
+    model.minimize(sum(objective))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = 20
+    solver.parameters.num_workers = 4
+    status = solver.solve(model)
+    if status == cp_model.INFEASIBLE:
+        return None
+    assert status == cp_model.OPTIMAL
+    return round(solver.objective_value)
+
+
+def random_instance(seed: int, *, capacity: bool, moves_out: bool) -> dict[str, Any]:
+    rng = random.Random(seed)
+    n_b, classes, horizon = rng.randint(2, 3), ["economy", "suv"], 4
+    ids = [f"B{k}" for k in range(n_b)]
+    # spread over about 2 degrees of longitude so some lanes are beyond max_move_km
+    branches = [{"id": b, "lat": 51.0 + rng.uniform(-0.3, 0.3), "lon": rng.uniform(-1.0, 1.0),
+                 "capacity": rng.randint(2, 8) if capacity else None} for b in ids]
+
+    def entries(n: int, with_day: bool, top: int) -> list[dict]:
+        out = []
+        for _ in range(n):
+            e = {"branch": rng.choice(ids), "class": rng.choice(classes), "count": rng.randint(0, top)}
+            if with_day:
+                e["day"] = rng.randrange(horizon)
+            out.append(e)
+        return out
+
+    return instance(horizon_days=horizon, classes=classes, branches=branches,
+                    initial=entries(rng.randint(1, 4), False, 4), returns=entries(rng.randint(0, 3), True, 3),
+                    demand=entries(rng.randint(2, 6), True, 4),
+                    lost_sale_cost={"economy": rng.randint(20, 90), "suv": rng.randint(40, 160)},
+                    move_cost_per_km=rng.choice([0.3, 0.5, 0.9]), move_fixed_cost=rng.choice([5, 25]),
+                    max_move_km=rng.choice([60, 100, 250]),
+                    max_moves_out=rng.randint(0, 2) if moves_out else None)
+
+
+@pytest.mark.parametrize("capacity,moves_out", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["pure-flow", "capacity", "max-moves-out", "both"])
+@pytest.mark.parametrize("seed", range(20))
+def test_cost_equals_an_independent_exact_model(seed: int, capacity: bool, moves_out: bool) -> None:
+    data = random_instance(seed, capacity=capacity, moves_out=moves_out)
+    expected = oracle(data)
+    plan = solve(data)
+    if expected is None:
+        assert plan["status"] == "infeasible" and plan["reason"]
+        return
+    assert plan["status"] == "optimal"
+    assert round(plan["objective"] * 100) == expected
+    assert plan["bound"] == plan["objective"]
+    assert check_plan(data, plan) == pytest.approx(plan["objective"], abs=0.005 * (1 + plan["stats"]["cars_moved"]))
+
+
+# ---------------------------------------------------------------- known answers
+
+
+def test_with_nothing_wanted_nothing_moves() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 3}]))
+    assert plan["status"] == "optimal" and plan["objective"] == 0
+    assert plan["moves"] == [] and plan["lost_sales"] == []
+    assert plan["stats"]["demand_covered_pct"] == 100.0
+
+
+def test_a_car_moves_the_night_before_it_is_wanted() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "suv", "count": 1}],
+                          demand=[{"branch": "B", "class": "suv", "day": 0, "count": 1}]))
+    assert plan["moves"] == [{"from": "A", "to": "B", "class": "suv", "day": 0, "count": 1}]
+    assert plan["objective"] == pytest.approx(ONE_MOVE, abs=0.005)
+    assert plan["stats"] == {**plan["stats"], "cars_moved": 1, "demand_covered_pct": 100.0}
+
+
+def test_a_sale_cheaper_than_the_move_is_lost() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 1}],
+                          demand=[{"branch": "B", "class": "economy", "day": 1, "count": 1}],
+                          lost_sale_cost={"economy": 20, "suv": 150}))
+    assert plan["moves"] == []
+    assert plan["lost_sales"] == [{"branch": "B", "class": "economy", "day": 1, "count": 1}]
+    assert plan["objective"] == 20
+
+
+def test_branches_beyond_max_move_km_never_swap_cars() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 1}],
+                          demand=[{"branch": "B", "class": "economy", "day": 0, "count": 1}],
+                          max_move_km=A_TO_B_KM - 1))
+    assert plan["moves"] == [] and plan["objective"] == 100
+
+
+def test_a_return_serves_demand_on_its_day_without_a_move() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 1}],
+                          returns=[{"branch": "B", "class": "economy", "day": 1, "count": 1}],
+                          demand=[{"branch": "B", "class": "economy", "day": 1, "count": 1}]))
+    assert plan["moves"] == [] and plan["objective"] == 0
+
+
+def test_a_served_car_is_gone_for_the_next_day() -> None:
+    plan = solve(instance(initial=[{"branch": "B", "class": "economy", "count": 1}],
+                          demand=[{"branch": "B", "class": "economy", "day": 0, "count": 1},
+                                  {"branch": "B", "class": "economy", "day": 1, "count": 1}]))
+    assert [sale["count"] for sale in plan["lost_sales"]] == [1] and plan["objective"] == 100
+
+
+def test_max_moves_out_caps_all_classes_together() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 2},
+                                   {"branch": "A", "class": "suv", "count": 2}],
+                          demand=[{"branch": "B", "class": "economy", "day": 0, "count": 2},
+                                  {"branch": "B", "class": "suv", "day": 0, "count": 2}],
+                          horizon_days=1, max_moves_out=3))
+    assert plan["status"] == "optimal" and plan["stats"]["cars_moved"] == 3
+    assert plan["lost_sales"] == [{"branch": "B", "class": "economy", "day": 0, "count": 1}]
+    assert plan["objective"] == pytest.approx(3 * ONE_MOVE + 100, abs=0.01)
+
+
+def test_a_full_car_park_pushes_cars_out() -> None:
+    data = instance(initial=[{"branch": "A", "class": "economy", "count": 3}], horizon_days=1,
+                    branches=[{"id": "A", "lat": 51.0, "lon": 0.0, "capacity": 1},
+                              {"id": "B", "lat": 51.0, "lon": 0.5, "capacity": None}])
+    plan = solve(data)
+    assert plan["status"] == "optimal" and plan["stats"]["cars_moved"] == 2
+    check_plan(data, plan)
+
+
+def test_cars_that_cannot_be_parked_make_the_instance_infeasible() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 5}],
+                          branches=[{"id": "A", "lat": 51.0, "lon": 0.0, "capacity": 2},
+                                    {"id": "B", "lat": 51.0, "lon": 0.5, "capacity": 2}]))
+    assert plan["status"] == "infeasible" and plan["objective"] is None
+    assert "5 cars" in plan["reason"] and "capacity of 4" in plan["reason"]
+
+
+def test_a_branch_that_cannot_move_enough_out_is_infeasible() -> None:
+    plan = solve(instance(initial=[{"branch": "A", "class": "economy", "count": 5}], max_moves_out=1,
+                          branches=[{"id": "A", "lat": 51.0, "lon": 0.0, "capacity": 2},
+                                    {"id": "B", "lat": 51.0, "lon": 0.5, "capacity": None}]))
+    assert plan["status"] == "infeasible" and "branch A" in plan["reason"]
+
+
+def test_haversine_uses_the_mean_earth_radius() -> None:
+    d = haversine_km(np.array([0.0, 0.0]), np.array([0.0, 1.0]))
+    assert d[0, 1] == pytest.approx(6371.0 * math.pi / 180) and d[0, 0] == 0
+
+
+def test_a_time_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="time_limit_s"):
+        plan_rebalancing(parse_instance(instance()), time_limit_s=0)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def broken(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(instance(initial=[{"branch": "A", "class": "economy", "count": 1}],
+                                  demand=[{"branch": "B", "class": "suv", "day": 0, "count": 1}]))
+    target: Any = data
+    *parents, last = path.split(".")
+    for key in parents:
+        target = target[int(key)] if key.isdigit() else target[key]
+    if value is KeyError:
+        del target[int(last) if last.isdigit() else last]
+    elif last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return data
+
+
+@pytest.mark.parametrize("path,value,fragment", [
+    ("initial.0.class", "limo", "unknown class 'limo'"),
+    ("demand.0.branch", "Z9", "unknown branch 'Z9'"),
+    ("initial.0.count", -1, "must not be negative"),
+    ("demand.0.count", 1.5, "whole number"),
+    ("demand.0.count", True, "whole number"),
+    ("demand.0.day", 2, "outside the horizon"),
+    ("branches.1.id", "A", "duplicate branch id 'A'"),
+    ("branches.0.lat", 91, "off the globe"),
+    ("branches.1.lon", -181, "off the globe"),
+    ("branches.0.capacity", -3, "capacity of branch A"),
+    ("lost_sale_cost.suv", KeyError, "no cost for class 'suv'"),
+    ("lost_sale_cost.limo", 5, "unknown class 'limo'"),
+    ("lost_sale_cost.economy", -5, "must not be negative"),
+    ("move_cost_per_km", KeyError, "move_cost_per_km is missing"),
+    ("move_fixed_cost", "25", "move_fixed_cost must be a number"),
+    ("max_move_km", KeyError, "max_move_km is missing"),
+    ("max_moves_out", -1, "max_moves_out"),
+    ("horizon_days", 0, "horizon_days"),
+    ("classes", ["suv", "suv"], "duplicate class"),
+])
+def test_bad_input_is_refused_naming_the_problem(path: str, value: Any, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment) as caught:
+        parse_instance(broken(path, value))
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_entries_count_as_zero() -> None:
+    data = instance()
+    for key in ("initial", "returns", "demand"):
+        del data[key]
+    parsed = parse_instance(data)
+    assert parsed.initial.sum() == parsed.returns.sum() == parsed.demand.sum() == 0
