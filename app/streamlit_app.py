@@ -53,9 +53,4 @@ except FleetdeskError as error:  # a request the services refused: say why, neve
     st.error(str(error))
 except OperationalError:  # the database went away while the page ran
     require_database()
-try:
-    check_configuration()  # production without encryption keys is a start-up error, not a surprise later
-except KeyConfigurationError as error:
-    st.error(str(error))
-    st.stop()
     st.error("The database stopped answering while this page loaded; reload to try again.")

@@ -16,7 +16,6 @@ Every booking made is cancelled through the API at the end, so the benchmark com
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
@@ -27,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +34,7 @@ from sqlalchemy import select, text
 
 from bench.availability import SEED, Branch, make_queries
 from bench.dataset import Dataset, bench_url, ensure_dataset
+from bench.results_io import write_results
 from db.config import PROJECT_ROOT
 from db.models import User
 from db.session import make_engine, session_scope
@@ -43,7 +42,6 @@ from services import staff, tokens
 from services.actors import Actor
 from services.customers import create_customer
 
-RESULTS = Path(__file__).resolve().parent / "results"
 WORKERS = 2
 CLIENTS = 16
 SEARCHES = 4000
@@ -219,9 +217,7 @@ def run(log=print) -> dict[str, Any]:
         "runs": runs, "targets": {"searches_per_second": QPS_TARGET, "p95_ms": P95_TARGET_MS},
         "met": searched["per_second"] >= QPS_TARGET and searched["p95_ms"] <= P95_TARGET_MS,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "api.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (RESULTS / "api.md").write_text(markdown(report))
+    write_results("api", report, markdown(report))
     log(markdown(report))
     return report
 

@@ -24,7 +24,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,12 +31,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.dataset import ensure_dataset
+from bench.results_io import write_results
 from db.config import turnaround_minutes
 from db.session import make_engine
 from services.availability import AvailabilityQuery, find_available
 from services.branches import is_open
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 2026
 FAST_QUERIES = 2000  # per concurrency level
 NAIVE_QUERIES = 24
@@ -254,9 +253,7 @@ def run(log=print) -> dict[str, Any]:
         "targets": {"p95_ms": P95_TARGET_MS, "speed_up": SPEED_UP_TARGET},
         "total_seconds": round(time.monotonic() - started, 1),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "availability.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (RESULTS / "availability.md").write_text(markdown(report))
+    write_results("availability", report, markdown(report))
     log(markdown(report))
     return report
 

@@ -46,6 +46,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
+from bench.results_io import write_results
 from data import bulk
 from data.demo import DemoSpec, load_demo
 from db import migrate
@@ -58,7 +59,6 @@ from services.branches import is_open
 from services.crypto import LicenceCipher
 from services.errors import Conflict
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BENCH_DATABASE = "fleetdesk_bench_bookings"
 SPEC = DemoSpec(branches=50, vehicles=10_000, history_days=0, seed=29)
 DRIVERS = 1_000
@@ -544,9 +544,7 @@ def run(log=print) -> dict[str, Any]:
                                    ("service_fleet", "service_hot", "service_fleet_processes", "raw_insert"))},
         "total_seconds": round(time.monotonic() - started, 1),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bookings.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (RESULTS / "bookings.md").write_text(markdown(report))
+    write_results("bookings", report, markdown(report))
     log(markdown(report))
     return report
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import Result, text
 from sqlalchemy.orm import Session
 
 
@@ -36,9 +36,18 @@ class FleetFilter:
         return " AND ".join(clauses), params
 
 
-def _frame(session: Session, sql: str, params: dict | None = None) -> pd.DataFrame:
-    result = session.execute(text(sql), params or {})
+def result_frame(result: Result) -> pd.DataFrame:
+    """The rows of an executed statement as a DataFrame, with its column names (also when there are no rows)."""
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def like_escape(value: str) -> str:
+    """Text to match literally inside a LIKE pattern written with ESCAPE '\\'."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _frame(session: Session, sql: str, params: dict | None = None) -> pd.DataFrame:
+    return result_frame(session.execute(text(sql), params or {}))
 
 
 def fleet_vehicles(session: Session, fleet_filter: FleetFilter, *, limit: int | None = None) -> pd.DataFrame:

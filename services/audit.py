@@ -14,13 +14,19 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.models import AuditEntry
+from db.queries import result_frame
 from services.actors import Actor
 
 # Never copied into the audit log, even as "changed": the log is read by more people than these fields.
 SECRET_FIELDS = frozenset({"password_hash", "licence_number_encrypted", "licence_number_hash", "token_hash"})
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """JSON-ready: Decimal as an exact string, dates as ISO 8601, enums as their value, bytes never copied."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):
@@ -37,7 +43,7 @@ def changes(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -
     before, after = dict(before or {}), dict(after or {})
     diff = {}
     for field in sorted(set(before) | set(after)):
-        old, new = _plain(before.get(field)), _plain(after.get(field))
+        old, new = plain(before.get(field)), plain(after.get(field))
         if old == new:
             continue
         diff[field] = {"changed": True} if field in SECRET_FIELDS else {"before": old, "after": new}
@@ -74,7 +80,7 @@ def search(session: Session, query: AuditQuery) -> pd.DataFrame:
     clauses, params = ["TRUE"], {"limit": max(1, min(query.limit, 5000))}
     if query.actor.strip():
         clauses.append("a.actor_label ILIKE :actor ESCAPE '\\'")
-        params["actor"] = "%" + _like_escape(query.actor.strip()[:200]) + "%"
+        params["actor"] = "%" + like_escape(query.actor.strip()[:200]) + "%"
     if query.entity_type:
         clauses.append("a.entity_type = :entity_type")
         params["entity_type"] = query.entity_type
@@ -94,7 +100,7 @@ def search(session: Session, query: AuditQuery) -> pd.DataFrame:
         SELECT a.at, a.actor_label AS actor, a.action, a.entity_type, a.entity_id, a.changes
         FROM audit_log a WHERE {' AND '.join(clauses)} ORDER BY a.at DESC, a.id DESC LIMIT :limit
     """), params)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def facets(session: Session) -> dict[str, list[str]]:
@@ -103,5 +109,5 @@ def facets(session: Session) -> dict[str, list[str]]:
     return {"entity_types": sorted({r[0] for r in rows}), "actions": sorted({r[1] for r in rows})}
 
 
-def _like_escape(value: str) -> str:
+def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -44,6 +44,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.config import turnaround_minutes
+from db.queries import result_frame
 from services.errors import InvalidInput, NotFound
 from services.opening_hours import closed_reason
 
@@ -591,7 +592,7 @@ def free_counts(session: Session, pickup_at: datetime, dropoff_at: datetime, *,
         ORDER BY l.code, t.rank
     """), {"pickup": pickup_at, "free_until": _free_until(dropoff_at), "ids": ids,
            "codes": list(codes) if codes is not None else None})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 # --- for the screens ------------------------------------------------------------------------------------------------
@@ -602,7 +603,7 @@ def search_places(session: Session) -> pd.DataFrame:
         SELECT id, code, name, city, timezone, ST_Y(geog::geometry) AS lat, ST_X(geog::geometry) AS lon
         FROM locations ORDER BY code
     """))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def time_zone_near(session: Session, lat: float, lon: float) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.models import UserRole
+from db.queries import result_frame
 from services import audit, bookings, customers
 from services.actors import Actor, require_role
 from services.bookings import Policy, ReturnCharges
@@ -302,11 +303,11 @@ def search_bookings(session: Session, actor: Actor, search: BookingSearch) -> pd
     if who := " ".join(search.customer.split())[:200]:
         clauses.append("(lower(u.first_name || ' ' || u.last_name) LIKE :who ESCAPE '\\' "
                        "OR lower(u.email) LIKE :who ESCAPE '\\')")
-        params["who"] = "%" + _like_escape(who.lower()) + "%"
+        params["who"] = "%" + like_escape(who.lower()) + "%"
     if ref := _PLATE.sub("", search.reference.upper())[:20]:
         clauses.append("(b.reference LIKE :ref ESCAPE '\\' "
                        "OR regexp_replace(upper(v.license_plate), '[^A-Z0-9]', '', 'g') LIKE :ref ESCAPE '\\')")
-        params["ref"] = _like_escape(ref) + "%"
+        params["ref"] = like_escape(ref) + "%"
     result = session.execute(text(f"""
         SELECT b.id, b.reference, b.status::text AS status, b.payment_status,
                u.first_name || ' ' || u.last_name AS customer, u.email,
@@ -324,7 +325,7 @@ def search_bookings(session: Session, actor: Actor, search: BookingSearch) -> pd
         ORDER BY b.pickup_at, b.id
         LIMIT :limit
     """), params)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def find_booking(session: Session, actor: Actor, reference_or_plate: str) -> BookingView:
@@ -403,5 +404,5 @@ def charges_of(view: BookingView) -> ReturnCharges | None:
                          view.fuel_charge or zero, view.damage_charge or zero)
 
 
-def _like_escape(value: str) -> str:
+def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

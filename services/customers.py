@@ -268,7 +268,7 @@ def find_customers(session: Session, actor: Actor, query: str, limit: int = 50,
         # Letters and digits together are a licence number, not a name, email or phone: only its hashes go to the
         # database, so that it cannot end up in a statement log as a search pattern.
         if not (conditions and re.search(r"[A-Z]", licence) and re.search(r"[0-9]", licence)):
-            pattern = "%" + _like_escape(text.lower()) + "%"
+            pattern = "%" + like_escape(text.lower()) + "%"
             conditions += [
                 func.lower(User.first_name + " " + User.last_name).like(pattern, escape="\\"),
                 func.lower(User.last_name + " " + User.first_name).like(pattern, escape="\\"),
@@ -417,7 +417,7 @@ def _refuse_duplicates(session: Session, values: Mapping[str, Any], cipher: Lice
                                     f"{holder_id}; open that customer instead, or check the number.")
 
 
-def _like_escape(value: str) -> str:
+def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import MaintenanceBlock, UserRole, Vehicle, VehicleStatus
+from db.queries import result_frame
 from services import audit
 from services.actors import Actor, require_role
 from services.errors import Conflict, InvalidInput, NotFound
@@ -368,7 +369,7 @@ def service_queue(session: Session, *, now: datetime | None = None, threshold: f
         ORDER BY urgency DESC, plate
         LIMIT :limit
     """), {"now": now or datetime.now(UTC), "odometer": None, "threshold": threshold, "limit": limit})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def open_blocks(session: Session, *, now: datetime | None = None, days: int = 30) -> pd.DataFrame:
@@ -383,4 +384,4 @@ def open_blocks(session: Session, *, now: datetime | None = None, days: int = 30
         WHERE m.status = 'in_progress' OR (m.status = 'scheduled' AND lower(m.period) < :until)
         ORDER BY m.status = 'scheduled', lower(m.period), m.id
     """), {"until": (now or datetime.now(UTC)) + timedelta(days=days)})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)

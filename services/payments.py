@@ -31,6 +31,7 @@ from db.models import (
     UserRole,
     VehicleType,
 )
+from db.queries import result_frame
 from services import audit
 from services.actors import Actor, require_role
 from services.bookings import InvalidTransition, confirm_booking, get_booking
@@ -788,7 +789,7 @@ def list_payments(session: Session, query: PaymentQuery = PaymentQuery()) -> pd.
         FROM payments p JOIN bookings b ON b.id = p.booking_id
         WHERE {' AND '.join(clauses)} ORDER BY p.created_at DESC, p.id DESC LIMIT :limit
     """), params)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def disputes(session: Session) -> pd.DataFrame:
@@ -800,7 +801,7 @@ def disputes(session: Session) -> pd.DataFrame:
         WHERE p.dispute_id IS NOT NULL
         ORDER BY (p.dispute_status IN ('won', 'lost', 'warning_closed')), p.disputed_at DESC
     """))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ what and when, but their copies of personal fields are redacted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from enum import Enum
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select, update
@@ -60,7 +58,7 @@ def export_customer(session: Session, actor: Actor, customer_id: int) -> dict[st
     payments = _payments(session, user.id)
     export = {
         "format": EXPORT_FORMAT,
-        "exported_at": _plain(datetime.now(UTC)),
+        "exported_at": audit.plain(datetime.now(UTC)),
         "exported_by": actor.label,
         "customer": _profile(session, user),
         "bookings": bookings,
@@ -146,8 +144,8 @@ def _profile(session: Session, user: User) -> dict[str, Any]:
     if user.licence_number_encrypted:
         number = LicenceCipher.from_environment().decrypt(user.licence_number_encrypted,
                                                           what=f"the licence number of customer {user.id}")
-        licence = {"number": number, "country": user.licence_country, "expiry": _plain(user.licence_expiry)}
-    return _plain({
+        licence = {"number": number, "country": user.licence_country, "expiry": audit.plain(user.licence_expiry)}
+    return audit.plain({
         "id": user.id, "role": user.role, "email": user.email, "first_name": user.first_name,
         "last_name": user.last_name, "date_of_birth": user.date_of_birth, "phone": user.phone,
         "address": user.address, "status": user.status, "blocked_reason": user.blocked_reason, "licence": licence,
@@ -171,7 +169,7 @@ def _bookings(session: Session, user_id: int) -> list[dict[str, Any]]:
         .join(pickup, pickup.id == Booking.pickup_location_id).join(dropoff, dropoff.id == Booking.dropoff_location_id)
         .where(Booking.user_id == user_id).order_by(Booking.pickup_at, Booking.id)
     ).mappings()
-    return [_plain(dict(row)) for row in rows]
+    return [audit.plain(dict(row)) for row in rows]
 
 
 def _payments(session: Session, user_id: int) -> list[dict[str, Any]]:
@@ -183,7 +181,7 @@ def _payments(session: Session, user_id: int) -> list[dict[str, Any]]:
         .join(Booking, Booking.id == Payment.booking_id).where(Booking.user_id == user_id)
         .order_by(Payment.created_at, Payment.id)
     ).mappings()
-    return [_plain(dict(row)) for row in rows]
+    return [audit.plain(dict(row)) for row in rows]
 
 
 def _refunds(session: Session, user_id: int) -> list[dict[str, Any]]:
@@ -193,7 +191,7 @@ def _refunds(session: Session, user_id: int) -> list[dict[str, Any]]:
         .join(Payment, Payment.id == Refund.payment_id).join(Booking, Booking.id == Payment.booking_id)
         .where(Booking.user_id == user_id).order_by(Refund.created_at, Refund.id)
     ).mappings()
-    return [_plain(dict(row)) for row in rows]
+    return [audit.plain(dict(row)) for row in rows]
 
 
 def _tokens(session: Session, user_id: int) -> list[dict[str, Any]]:
@@ -201,7 +199,7 @@ def _tokens(session: Session, user_id: int) -> list[dict[str, Any]]:
         select(ApiToken.prefix, ApiToken.created_at, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at)
         .where(ApiToken.user_id == user_id).order_by(ApiToken.created_at)
     ).mappings()
-    return [_plain(dict(row)) for row in rows]
+    return [audit.plain(dict(row)) for row in rows]
 
 
 def _audit_entries(session: Session, user_id: int, bookings: list[dict[str, Any]],
@@ -220,19 +218,5 @@ def _audit_entries(session: Session, user_id: int, bookings: list[dict[str, Any]
         ))
         .order_by(AuditEntry.at, AuditEntry.id)
     ).mappings()
-    return [_plain(dict(row)) for row in rows]
+    return [audit.plain(dict(row)) for row in rows]
 
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: Decimal as an exact string, dates as ISO 8601, enums as their value."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    return value

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from db.models import User, UserRole
+from db.queries import result_frame
 from services import audit
 from services.actors import ROLE_LABELS, STAFF_ROLES, Actor, require_role
 from services.errors import Conflict, InvalidInput, NotFound
@@ -128,7 +129,7 @@ def list_staff(session: Session) -> pd.DataFrame:
                locked_until > now() AS locked
         FROM users WHERE role <> 'customer' ORDER BY role, email
     """))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def _change(session: Session, actor: Actor, email: str, action: str, **values) -> User:

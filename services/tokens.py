@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db.models import ApiToken, User, UserRole
+from db.queries import result_frame
 from services import audit
 from services.actors import Actor, require_role
 from services.errors import FleetdeskError, InvalidInput, NotFound
@@ -57,7 +58,7 @@ def list_tokens(session: Session) -> pd.DataFrame:
                     ELSE 'active' END AS state
         FROM api_tokens t JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC
     """))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def revoke_token(session: Session, actor: Actor, token_id: int, *, now: datetime | None = None) -> ApiToken:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import ACTIVE_BOOKING_STATUSES, Booking, MaintenanceBlock, UserRole, Vehicle, VehicleStatus
-from db.queries import FleetFilter
+from db.queries import FleetFilter, result_frame
 from services import audit
 from services.actors import Actor, require_role
 from services.errors import Conflict, InvalidInput, NotFound
@@ -383,9 +383,9 @@ def list_vehicles(session: Session, *, search: str = "", statuses: Iterable[str]
     if needle:
         where += (f" AND ({PLATE_KEY_SQL} LIKE :key OR v.vin LIKE :vin"
                   " OR (v.make || ' ' || v.model) ILIKE :words ESCAPE '\\')")
-        params.update(key=f"%{_like_escape(plate_key(needle))}%" if plate_key(needle) else "-",
-                      vin=f"%{_like_escape(needle.upper())}%",
-                      words=f"%{_like_escape(needle)}%")
+        params.update(key=f"%{like_escape(plate_key(needle))}%" if plate_key(needle) else "-",
+                      vin=f"%{like_escape(needle.upper())}%",
+                      words=f"%{like_escape(needle)}%")
     params["limit"] = max(1, min(int(limit), 50_000))
     result = session.execute(text(f"""
         SELECT v.id, v.license_plate AS plate, v.vin, v.make, v.model, v.year, vt.code AS vehicle_type,
@@ -398,7 +398,7 @@ def list_vehicles(session: Session, *, search: str = "", statuses: Iterable[str]
         ORDER BY v.license_plate
         LIMIT :limit
     """), params)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def future_bookings(session: Session, vehicle_id: int, *, now: datetime | None = None) -> list[BookingRef]:
@@ -429,7 +429,7 @@ def vehicle_timeline(session: Session, vehicle_id: int, since: datetime, until: 
         WHERE t.vehicle_id = :id AND t.status <> 'cancelled' AND t.depart_at < :until AND t.arrive_at > :since
         ORDER BY start_at
     """), {"id": vehicle_id, "since": since, "until": until})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 def telematics_history(session: Session, vehicle_id: int, since: datetime, until: datetime,
@@ -446,7 +446,7 @@ def telematics_history(session: Session, vehicle_id: int, since: datetime, until
         WHERE total <= :max OR n % ceil(total::numeric / :max)::int = 0 OR n = total
         ORDER BY recorded_at
     """), {"id": vehicle_id, "since": since, "until": until, "max": max(2, max_points)})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return result_frame(result)
 
 
 # --- words for people ----------------------------------------------------------------------------------------------
@@ -476,6 +476,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _like_escape(value: str) -> str:
+def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -55,8 +56,8 @@ def engine(database_url: URL) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
+@contextmanager
+def rolled_back_session(engine: Engine) -> Iterator[Session]:
     """A session inside an outer transaction that is rolled back: tests leave nothing behind."""
     with engine.connect() as conn:
         outer = conn.begin()
@@ -66,6 +67,12 @@ def session(engine: Engine) -> Iterator[Session]:
         finally:
             session.close()
             outer.rollback()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with rolled_back_session(engine) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -109,3 +109,13 @@ def maintenance(session: Session, car: Vehicle, start: datetime, end: datetime, 
     session.add(row)
     session.flush()
     return row
+
+
+def desk_policy():
+    """The booking policy with its documented defaults, fixed for tests whatever the environment says."""
+    from services.bookings import Policy
+
+    return Policy(hold_minutes=15, no_show_grace_minutes=120, free_cancellation_hours=48,
+                  late_cancellation_fee_pct=Decimal("50"), late_return_grace_minutes=29,
+                  late_fee_per_hour_pct=Decimal("25"), fuel_price_per_percent=Decimal("0.90"),
+                  early_checkout_minutes=60)

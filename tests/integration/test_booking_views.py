@@ -12,7 +12,6 @@ from db.models import AuditEntry, Booking, BookingStatus, UserRole, Vehicle, Veh
 from services import booking_views, bookings
 from services.actors import Actor, Forbidden
 from services.booking_views import BookingSearch
-from services.bookings import Policy
 from services.customers import create_customer
 from services.errors import InvalidInput, NotFound
 from tests import factories as f
@@ -22,16 +21,12 @@ PICKUP = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in London
 DROPOFF = PICKUP + timedelta(days=3)
 AGENT = Actor(None, "desk@example.test", UserRole.DESK_AGENT, "Desk")
 ANALYST = Actor(None, "pricing@example.test", UserRole.PRICING_ANALYST, "Pricing")
-POLICY = Policy(hold_minutes=15, no_show_grace_minutes=120, free_cancellation_hours=48,
-                late_cancellation_fee_pct=Decimal("50"), late_return_grace_minutes=29,
-                late_fee_per_hour_pct=Decimal("25"), fuel_price_per_percent=Decimal("0.90"),
-                early_checkout_minutes=60)
+POLICY = f.desk_policy()
 
 
 @pytest.fixture(autouse=True)
-def keys(monkeypatch):
-    monkeypatch.setenv("FLEETDESK_ENCRYPTION_KEYS", "8t9s83BB4gZrz8HlbtH7FQ9vyQBHIHi50iNKgjItCmM=")
-    monkeypatch.setenv("FLEETDESK_TURNAROUND_MINUTES", "60")
+def turnaround(monkeypatch):
+    monkeypatch.setenv("FLEETDESK_TURNAROUND_MINUTES", "60")  # the encryption key is the run's (tests/conftest.py)
 
 
 @pytest.fixture

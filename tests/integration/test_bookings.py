@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from db.models import AuditEntry, BookingStatus, DomainEvent, UserRole, VehicleStatus
 from services import bookings
 from services.actors import Actor, Forbidden
-from services.bookings import InvalidTransition, Policy
+from services.bookings import InvalidTransition
 from services.customers import create_customer
 from services.errors import Conflict, InvalidInput, NotFound
 from tests import factories as f
@@ -20,16 +20,12 @@ NOW = datetime(2030, 5, 1, 9, 0, tzinfo=UTC)
 PICKUP = datetime(2030, 5, 6, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in London
 DROPOFF = PICKUP + timedelta(days=3)
 AGENT = Actor(None, "desk@example.test", UserRole.DESK_AGENT, "Desk")
-POLICY = Policy(hold_minutes=15, no_show_grace_minutes=120, free_cancellation_hours=48,
-                late_cancellation_fee_pct=Decimal("50"), late_return_grace_minutes=29,
-                late_fee_per_hour_pct=Decimal("25"), fuel_price_per_percent=Decimal("0.90"),
-                early_checkout_minutes=60)
+POLICY = f.desk_policy()
 
 
 @pytest.fixture(autouse=True)
-def keys(monkeypatch):
-    monkeypatch.setenv("FLEETDESK_ENCRYPTION_KEYS", "8t9s83BB4gZrz8HlbtH7FQ9vyQBHIHi50iNKgjItCmM=")
-    monkeypatch.setenv("FLEETDESK_TURNAROUND_MINUTES", "60")
+def turnaround(monkeypatch):
+    monkeypatch.setenv("FLEETDESK_TURNAROUND_MINUTES", "60")  # the encryption key is the run's (tests/conftest.py)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from db.models import AuditEntry, DomainEvent, User, UserRole
 from db.session import make_engine, session_scope
@@ -23,7 +22,7 @@ from services.customers import DuplicateCustomer
 from services.errors import Conflict, InvalidInput, NotFound
 from services.identity import ManualVerification
 from tests import factories
-from tests.conftest import recreate_database
+from tests.conftest import recreate_database, rolled_back_session
 
 KEY = Fernet.generate_key().decode()
 LICENCE = "MORGA753116SM9IJ"
@@ -326,14 +325,8 @@ def logged_session(engine, caplog):
     """A rolled-back session opened after every logger, SQLAlchemy's SQL and parameters included, is at DEBUG."""
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
-    with engine.connect() as conn:
-        outer = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            session.close()
-            outer.rollback()
+    with rolled_back_session(engine) as session:
+        yield session
 
 
 def test_the_licence_never_reaches_the_logs_the_audit_log_or_the_outbox(logged_session, caplog):
