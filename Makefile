@@ -16,7 +16,11 @@ demo: export STRIPE_API_BASE ?= http://127.0.0.1:8420
 demo: db
 	@$(FD) demo-data
 	@$(FD) payments server start
-	@$(FD) serve --port $(UI_PORT)
+	@# the outbox worker (notifications to the development mailbox, scheduled jobs) runs beside the web processes
+	@mkdir -p .fleetdesk; $(FD) worker >> .fleetdesk/worker.log 2>&1 & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  echo "  worker       fleetdesk worker (pid $$worker; log: .fleetdesk/worker.log)"; \
+	  $(FD) serve --port $(UI_PORT)
 
 lint: setup
 	.venv/bin/ruff check .

@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.api_resources import engine
-from db.models import Booking, Promotion, User, UserRole, Vehicle, VehicleType
+from db.models import Booking, User, UserRole, Vehicle, VehicleType
 from db.session import session_scope
 from services import bookings, payment_api, payments, quotes_bulk
 from services.actors import Actor, Forbidden
@@ -130,7 +130,9 @@ class AvailableVehicleOut(BaseModel):
     location_id: int
     distance_km: float
     daily_rate: Money
-    total_price: Money = Field(description="The full quote for the period: daily rates and any one-way fee")
+    total_price: Money = Field(description="The quote for the period without extras, customer discounts or codes: "
+                                           "daily rates under the pricing rules and published rates, and any "
+                                           "one-way fee")
     currency: str
 
 
@@ -159,7 +161,8 @@ class BookingIn(BaseModel):
     dropoff_location_id: Int4Id
     pickup_at: When
     dropoff_at: When
-    promo_code: Annotated[CleanText, Field(min_length=1, max_length=32)] | None = None
+    promo_code: Annotated[CleanText, Field(min_length=1, max_length=32,
+                                           description="A promotion code; redeemed once for this booking")] | None = None
     extras: Annotated[list[Annotated[CleanText, Field(max_length=32)]],
                       Field(max_length=len(EXTRAS), description=f"Codes of: {', '.join(EXTRAS)}")] = []
 
@@ -303,8 +306,8 @@ def search_available(
                                   vehicle_types=(vehicle_type,) if vehicle_type is not None else (), limit=limit)
         with _uow() as session:
             found = find_available(session, query)
-            totals = quotes_bulk.totals(session, ((v.id, v.daily_rate, v.location_id) for v in found.vehicles),
-                                        dropoff_location_id, pickup_at, dropoff_at)
+            totals = quotes_bulk.totals(session, ((v.id, v.daily_rate, v.location_id, v.vehicle_type)
+                                                  for v in found.vehicles), dropoff_location_id, pickup_at, dropoff_at)
     except NotFound as exc:  # a branch named in the query: the query is what is wrong
         raise InvalidInput(str(exc)) from None
     # The hottest answer of the API: built as plain JSON once (the shape is AvailableVehicleOut, which documents it
@@ -348,18 +351,6 @@ def _without_references(message: str) -> str:
     return _OTHER_BOOKING.sub(lambda m: "next booking" if m.group(1) else "another booking", message)
 
 
-def _refuse_promotion(session: Session, code: str, pickup_at: datetime) -> None:
-    """Promotions are not redeemable yet (the pricing issue brings them): say which case this code is."""
-    live = session.scalar(select(Promotion.id).where(
-        Promotion.code == code.strip().upper(), Promotion.active.is_(True), Promotion.valid_from <= pickup_at,
-        Promotion.valid_until > pickup_at))
-    if live is None:
-        raise InvalidInput(f"Unknown or expired promotion code {code.strip()[:32]}; check the code, or book "
-                           "without it.")
-    raise InvalidInput(f"Promotion codes are not yet redeemable through the API ({code.strip()[:32]} is valid "
-                       "at the desk later); book without promo_code.")
-
-
 @router.post("/bookings", tags=["bookings"], status_code=201, response_model=BookingOut,
              responses={200: {"model": BookingOut, "description": "A retry with the same Idempotency-Key"},
                         **_400, **_404, **_409})
@@ -371,8 +362,6 @@ def create_booking(
     """Hold a car for a customer: a pending booking with its price frozen (expires unless paid in time)."""
     pickup_at, dropoff_at = body.pickup_at.astimezone(UTC), body.dropoff_at.astimezone(UTC)
     with _uow() as session:
-        if body.promo_code is not None:
-            _refuse_promotion(session, body.promo_code, pickup_at)
         known = session.scalars(text("SELECT id FROM locations WHERE id = ANY(:ids)"),
                                 {"ids": [body.pickup_location_id, body.dropoff_location_id]}).all()
         for location_id in (body.pickup_location_id, body.dropoff_location_id):
@@ -383,7 +372,7 @@ def create_booking(
                 session, actor, customer_id=body.user_id, vehicle_id=body.vehicle_id,
                 pickup_location_id=body.pickup_location_id, dropoff_location_id=body.dropoff_location_id,
                 pickup_at=pickup_at, dropoff_at=dropoff_at, extras=tuple(body.extras), channel="api",
-                idempotency_key=idempotency_key)
+                idempotency_key=idempotency_key, promo_code=body.promo_code)
         except Conflict as exc:  # name the clash, never another customer's booking
             raise Conflict(_without_references(str(exc))) from None
         response.status_code = 201 if result.created else 200

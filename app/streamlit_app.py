@@ -42,7 +42,7 @@ with st.sidebar:
             st.logout()
         st.rerun()
 
-page = st.navigation(pages_for(actor))
+page = st.navigation(pages_for(actor), expanded=True)  # every page the role has, no "View more"
 spec = spec_for(page)
 try:
     if spec is not None and not spec.serves(actor):

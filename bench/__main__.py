@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("availability", "bookings", "api")
+BENCHMARKS = ("availability", "bookings", "api", "analytics", "rebalance", "prices")
 
 
 def main(argv: list[str]) -> int:

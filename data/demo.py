@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from data import bulk
+from data.pricing_demo import load_pricing
 from data.tables import build_tables
 from db.config import turnaround_minutes
 from services.errors import Conflict
@@ -90,6 +91,7 @@ def load_demo(session: Session, spec: DemoSpec, *, force: bool = False, now: dat
         with bulk.checked_once(session, table) if table in _BIG_TABLES else nullcontext():
             bulk.copy_frame(connection, table, demo.tables[table])
     bulk.restart_identities(session, list(_LOAD_ORDER))
+    load_pricing(session, present)  # tiers, rules and codes (0008)
     session.execute(text(f"ANALYZE {', '.join(_LOAD_ORDER)}"))
 
     counts = {table: len(demo.tables[table]) for table in _LOAD_ORDER}

@@ -115,6 +115,8 @@ class Location(Base):
     parking_capacity: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    vat_rate: Mapped[Decimal] = mapped_column(Numeric(5, 4), server_default="0.20")  # prices include it (0008)
+    languages: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{en}")  # of its messages (0009)
 
 
 class Vehicle(Base):
@@ -165,6 +167,7 @@ class User(Base):
     licence_expiry: Mapped[date | None] = mapped_column(Date)
     identity_status: Mapped[str] = mapped_column(String(16), server_default="unverified")
     marketing_opt_in: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    preferred_language: Mapped[str | None] = mapped_column(String(8))  # (0009)
     failed_logins: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
@@ -175,6 +178,7 @@ class User(Base):
     erased_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    loyalty_tier: Mapped[str | None] = mapped_column(ForeignKey("loyalty_tiers.code"))  # (0008)
 
     @property
     def full_name(self) -> str:
@@ -272,6 +276,7 @@ class VehicleOccupancy(Base):
     maintenance_block_id: Mapped[int | None] = mapped_column(
         ForeignKey("maintenance_blocks.id", ondelete="CASCADE")
     )
+    transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id", ondelete="CASCADE"))  # 0010
 
 
 class Payment(Base):
@@ -335,6 +340,9 @@ class PricingRule(Base):
     priority: Mapped[int] = mapped_column(SmallInteger, server_default="100")
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    days_of_week: Mapped[str] = mapped_column(String(8), server_default="all")  # all | weekend | weekday (0008)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class Promotion(Base):
@@ -355,6 +363,8 @@ class Promotion(Base):
     redemptions_count: Mapped[int] = mapped_column(Integer, server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # (0008)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class DomainEvent(Base):
@@ -372,6 +382,7 @@ class DomainEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    parked_at: Mapped[datetime | None]  # a dead letter (0009)
 
 
 class AuditEntry(Base):
@@ -409,10 +420,15 @@ class Transfer(Base):
     distance_km: Mapped[Decimal | None] = mapped_column(Numeric(8, 1))
     cost: Mapped[Decimal | None]
     currency: Mapped[str | None] = mapped_column(String(3))
-    plan_id: Mapped[int | None] = mapped_column(BigInteger)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("rebalancing_plans.id"))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # 0010_rebalance
+    move_id: Mapped[int | None] = mapped_column(ForeignKey("rebalancing_moves.id"))
+    arrived_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class TelematicsReading(Base):
@@ -451,3 +467,229 @@ class PaymentEvent(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]
+
+
+class RatePublication(Base):
+    """A reviewed optimiser run whose multipliers were published for quotes (0008)."""
+
+    __tablename__ = "rate_publications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    horizon_start: Mapped[date] = mapped_column(Date)
+    horizon_days: Mapped[int] = mapped_column(SmallInteger)
+    expected_revenue: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    summary: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+
+
+class PublishedRate(Base):
+    """The published multiplier of a (pick-up branch, vehicle type, pick-up day): scales the whole rental's daily rate."""
+
+    __tablename__ = "published_rates"
+
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), primary_key=True)
+    vehicle_type_id: Mapped[int] = mapped_column(ForeignKey("vehicle_types.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(6, 4))
+    publication_id: Mapped[int] = mapped_column(ForeignKey("rate_publications.id"))
+
+
+class LoyaltyTier(Base):
+    """A customer loyalty tier and the percentage it takes off the rental (0008)."""
+
+    __tablename__ = "loyalty_tiers"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    rank: Mapped[int] = mapped_column(SmallInteger, unique=True)
+    discount_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+
+
+class OneWayFee(Base):
+    """The fee for dropping a car at another branch, per direction (0008)."""
+
+    __tablename__ = "one_way_fees"
+
+    from_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), primary_key=True)
+    to_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), primary_key=True)
+    fee: Mapped[Decimal]
+
+
+class PromotionRedemption(Base):
+    """A promotion used by one booking: unique per booking (0008)."""
+
+    __tablename__ = "promotion_redemptions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"))
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    discount: Mapped[Decimal]
+    redeemed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Notification(Base):
+    """A message to a customer on one channel, at most once per idempotency key (0009)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("domain_events.id"))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    category: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    claimed_by: Mapped[int | None] = mapped_column(Integer)
+    provider_id: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    resend_of: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    sent_at: Mapped[datetime | None]
+
+
+class DevMailboxMessage(Base):
+    """What the development mailbox received (0009)."""
+
+    __tablename__ = "dev_mailbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), unique=True)
+    medium: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PickupReminder(Base):
+    """A pick-up reminder queued once per booking and pick-up time (0009)."""
+
+    __tablename__ = "pickup_reminders"
+
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    pickup_at: Mapped[datetime] = mapped_column(primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("domain_events.id"))
+    queued_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class RebalancingPlan(Base):
+    """A run of the rebalancing optimiser on the live fleet, kept for review; approved (once) or discarded (0010)."""
+
+    __tablename__ = "rebalancing_plans"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="proposed")
+    start_date: Mapped[date] = mapped_column(Date)
+    horizon_days: Mapped[int] = mapped_column(SmallInteger)
+    solver_status: Mapped[str] = mapped_column(String(16))
+    objective: Mapped[Decimal]
+    bound: Mapped[Decimal | None]
+    move_cost: Mapped[Decimal]
+    lost_sale_cost: Mapped[Decimal]
+    baseline_cost: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    demand_total: Mapped[int] = mapped_column(Integer)
+    lost_sales: Mapped[int] = mapped_column(Integer)
+    baseline_lost_sales: Mapped[int] = mapped_column(Integer)
+    cars_moved: Mapped[int] = mapped_column(Integer)
+    demand_source: Mapped[str] = mapped_column(String(16))
+    solve_seconds: Mapped[Decimal] = mapped_column(Numeric(9, 3))
+    settings: Mapped[dict[str, Any]]
+    lost_detail: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
+
+
+class RebalancingMove(Base):
+    """`count` cars of a type to drive from one branch to another on the night before `day` of a plan (0010)."""
+
+    __tablename__ = "rebalancing_moves"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("rebalancing_plans.id", ondelete="CASCADE"))
+    from_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    to_location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    vehicle_type_id: Mapped[int] = mapped_column(ForeignKey("vehicle_types.id"))
+    day: Mapped[int] = mapped_column(SmallInteger)
+    night_of: Mapped[date] = mapped_column(Date)
+    count: Mapped[int] = mapped_column(Integer)
+    distance_km: Mapped[Decimal] = mapped_column(Numeric(8, 1))
+    unit_cost: Mapped[Decimal]
+    assigned: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class KafkaRelayPosition(Base):
+    """How far a Kafka relay has got through the outbox (0011): a transaction-id horizon, kept as text (xid8)."""
+
+    __tablename__ = "kafka_relay_positions"
+
+    relay: Mapped[str] = mapped_column(String(64), primary_key=True)
+    horizon: Mapped[str] = mapped_column(String, server_default="0")
+    relayed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class KafkaRelayHeld(Base):
+    """An event a relay holds back until an older event of the same aggregate can go first (0011)."""
+
+    __tablename__ = "kafka_relay_held"
+
+    relay: Mapped[str] = mapped_column(ForeignKey("kafka_relay_positions.relay", ondelete="CASCADE"),
+                                       primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("domain_events.id", ondelete="CASCADE"), primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+
+class _AnalyticsSums:
+    """The sums every Analytics figure is made of, for one branch and vehicle type over a day or a month (0012;
+    derived data, written only by services.analytics.refresh)."""
+
+    location_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vehicle_type_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    fleet_days: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    rented_days: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    maintenance_days: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    rentals: Mapped[int] = mapped_column(Integer)
+    contracted_days: Mapped[Decimal] = mapped_column(Numeric(14, 4))
+    revenue: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    one_way_out: Mapped[int] = mapped_column(Integer)
+    one_way_in: Mapped[int] = mapped_column(Integer)
+    bookings: Mapped[int] = mapped_column(Integer)
+    cancellations: Mapped[int] = mapped_column(Integer)
+    no_shows: Mapped[int] = mapped_column(Integer)
+    returns: Mapped[int] = mapped_column(Integer)
+    late_returns: Mapped[int] = mapped_column(Integer)
+    transfers_out: Mapped[int] = mapped_column(Integer)
+    transfers_in: Mapped[int] = mapped_column(Integer)
+    transfer_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+
+
+class AnalyticsDaily(_AnalyticsSums, Base):
+    """One branch-local day of one branch and vehicle type."""
+
+    __tablename__ = "analytics_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class AnalyticsMonthly(_AnalyticsSums, Base):
+    """One calendar month (day = the 1st) of one branch and vehicle type."""
+
+    __tablename__ = "analytics_monthly"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)

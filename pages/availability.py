@@ -13,5 +13,5 @@ if places.empty:
     st.stop()
 
 query = ui.search_form(places)
-if query is not None and (answer := ui.search(query)) is not None:
-    ui.render_answer(answer, places, resources.basemap_style())
+if query is not None:
+    ui.live_answer(query, places, resources.basemap_style())

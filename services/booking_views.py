@@ -44,9 +44,10 @@ def format_money(amount: Decimal | int | str | None, currency: str = "GBP") -> s
     """'£1,234.50' (or '1,234.50 CHF' for a currency without a symbol here); '—' for nothing."""
     if amount is None:
         return "—"
-    value = f"{Decimal(amount):,.2f}"
+    value = f"{abs(Decimal(amount)):,.2f}"
+    sign = "-" if Decimal(amount) < 0 else ""
     symbol = CURRENCY_SYMBOLS.get(currency.strip().upper())
-    return f"{symbol}{value}" if symbol else f"{value} {currency}"
+    return f"{sign}{symbol}{value}" if symbol else f"{sign}{value} {currency}"
 
 
 def local_time(at: datetime | None, zone: str, *, with_zone: bool = False) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from db.config import turnaround_minutes
 from db.models import AuditEntry, Booking, BookingStatus, DomainEvent, UserRole, Vehicle, VehicleStatus
-from services import audit, availability, maintenance, pricing
+from services import audit, availability, maintenance, pricing, promotions
 from services.actors import Actor, require_role
 from services.eligibility_rules import CarType, Driver, check_rental_dates, ineligibility_reasons
 from services.errors import Conflict, InvalidInput, NotFound
@@ -162,11 +162,11 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
                    dropoff_location_id: int, pickup_at: datetime, dropoff_at: datetime,
                    extras: tuple[str, ...] | list[str] = (), channel: str = "desk",
                    idempotency_key: str | None = None, now: datetime | None = None,
-                   policy: Policy | None = None) -> BookingResult:
+                   policy: Policy | None = None, promo_code: str | None = None) -> BookingResult:
     """Hold a car for a customer: a pending booking with its price frozen, released if not confirmed in time.
 
     With an idempotency key, a retry of the same request returns the booking made the first time, and the same key
-    with a different request is refused.
+    with a different request is refused. A promotion code is redeemed in the same transaction, once per booking.
     """
     require_role(actor, UserRole.DESK_AGENT, doing="make bookings")
     policy = policy or Policy.from_environment()
@@ -174,7 +174,8 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
     extras = tuple(dict.fromkeys(extras))
     fingerprint = _fingerprint(customer_id=customer_id, vehicle_id=vehicle_id, pickup=pickup_location_id,
                                dropoff=dropoff_location_id, pickup_at=pickup_at, dropoff_at=dropoff_at,
-                               extras=sorted(extras))
+                               extras=sorted(extras),
+                               **({"promo": promo_code.strip().upper()} if promo_code and promo_code.strip() else {}))
     if idempotency_key:
         existing = _by_idempotency_key(session, idempotency_key, fingerprint)
         if existing is not None:
@@ -202,10 +203,8 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
                                              pickup_at, dropoff_at, lock=True, branches=branches)
     if reason:
         raise Conflict(reason)
-    pricing.check_extras(extras)
-    price = pricing.price(facts.daily_rate, facts.currency,
-                          facts.one_way_km if pickup_location_id != dropoff_location_id else None,
-                          pickup_at, dropoff_at, extras)
+    price = pricing.quote(session, vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at,
+                          extras, customer_id=customer_id, promo_code=promo_code)
     values = {
         "user_id": customer_id, "vehicle_id": vehicle_id, "vehicle_type_id": facts.vehicle_type_id,
         "pickup_location_id": pickup_location_id, "dropoff_location_id": dropoff_location_id,
@@ -222,6 +221,9 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
         if existing is None:  # pragma: no cover - the unique violation means it exists
             raise
         return BookingResult(existing, created=False)
+    if price.promotion is not None:
+        promotions.redeem(session, price.promotion.id, booking_id=booking.id, customer_id=customer_id,
+                          discount=price.discount)
     return BookingResult(booking, created=True)
 
 
@@ -559,6 +561,7 @@ def cancel_booking(session: Session, actor: Actor, booking_id: int, *, reason: s
     booking.cancelled_at = now
     booking.cancellation_fee, booking.refund_due = fee, refund
     booking.updated_at = now
+    promotions.release(session, booking.id)
     session.flush()
     audit.record(session, actor, "booking.cancelled", "booking", booking.id, before, _snapshot(booking))
     _event(session, booking, "booking.cancelled", refund_due=str(refund), cancellation_fee=str(fee))
@@ -583,8 +586,10 @@ def change_booking(session: Session, actor: Actor, booking_id: int, *, vehicle_i
                                              ignore_booking_id=booking.id, lock=True)
     if reason:
         raise Conflict(reason)
+    redeemed = promotions.redemption_of(session, booking.id)
     price = pricing.quote(session, new_vehicle, booking.pickup_location_id, booking.dropoff_location_id, new_pickup,
-                          new_dropoff, tuple(booking.extras))
+                          new_dropoff, tuple(booking.extras), customer_id=booking.user_id,
+                          promotion=redeemed[1] if redeemed else None)
     before = _snapshot(booking)
     try:
         with session.begin_nested():
@@ -594,6 +599,8 @@ def change_booking(session: Session, actor: Actor, booking_id: int, *, vehicle_i
             booking.total_price, booking.price_breakdown = price.total, price.as_breakdown()
             booking.updated_at = now
             session.flush()
+            if redeemed:
+                promotions.reprice(session, booking.id, price.discount if price.promotion else None)
     except IntegrityError as exc:
         if getattr(exc.orig, "sqlstate", None) == "23P01":
             session.refresh(booking)
@@ -619,6 +626,7 @@ def expire_holds(session: Session, *, now: datetime | None = None) -> int:
         booking.status, booking.cancel_reason, booking.cancelled_at = (BookingStatus.CANCELLED,
                                                                        "hold expired unconfirmed", now)
         booking.cancellation_fee, booking.refund_due = Decimal("0.00"), Decimal("0.00")
+        promotions.release(session, booking.id)
         audit.record(session, system, "booking.hold_expired", "booking", booking.id, before, _snapshot(booking))
         _event(session, booking, "booking.hold_expired")
     session.flush()

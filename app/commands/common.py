@@ -9,14 +9,11 @@ from contextlib import contextmanager
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.commands.base import CommandError  # noqa: F401 - every command imports it from here
 from db import cluster, migrate
 from db.config import DatabaseTarget, database_target
 from db.session import make_engine, session_scope
 from services.actors import Actor
-
-
-class CommandError(Exception):
-    """Stops the command with this one-line message (exit code 2: the request itself is wrong)."""
 
 
 def up_target() -> DatabaseTarget:

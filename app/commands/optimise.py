@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.commands.common import CommandError
-from services.optimise import rebalance
+from app.commands.base import CommandError
+from services.optimise import prices, rebalance
 
 
 def _read_json(path_text: str) -> Any:
@@ -69,12 +69,33 @@ def _add_rebalance(actions: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_rebalance)
 
 
+def _prices(args: argparse.Namespace) -> None:
+    try:
+        instance = prices.parse_instance(_read_json(args.instance))
+    except ValueError as exc:
+        raise CommandError(f"{args.instance}: {exc}") from exc
+    plan = prices.optimise_prices(instance, time_limit_s=args.time_limit)
+    _write_json(prices.plan_to_dict(plan), args.out)
+    if plan.status not in ("optimal", "feasible"):
+        print(f"fleetdesk: {plan.status}: {plan.reason}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _add_prices(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser("prices", help="propose daily rates per branch, class and day from forecast demand")
+    parser.add_argument("instance", metavar="INSTANCE.json")
+    parser.add_argument("--out", metavar="PRICES.json", help="write the rates here instead of stdout")
+    parser.add_argument("--time-limit", type=_time_limit, default=10.0, metavar="S",
+                        help="seconds the optimiser may take (default 10)")
+    parser.set_defaults(func=_prices)
+
+
 # One entry per optimiser; a new one adds its `_add_…` function here.
-_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_rebalance,)
+_SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_rebalance, _add_prices)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("optimise", help="optimisers: rebalancing the fleet between branches")
+    parser = sub.add_parser("optimise", help="optimisers: rebalancing the fleet between branches, daily rates")
     actions = parser.add_subparsers(dest="optimiser", required=True, parser_class=type(parser))
     for add in _SUBCOMMANDS:
         add(actions)

@@ -13,8 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from app import resources
+from app.ui import live
 from app.ui.maps import availability_deck
-from services import availability
+from services import availability, quotes_bulk
 from services.availability import Availability, AvailabilityQuery
 from services.errors import FleetdeskError
 
@@ -22,6 +23,7 @@ KEY = "availability-"
 AT_BRANCH, AROUND_POINT = "At a branch", "Around a point"
 MAP_KEY = KEY + "map"
 _APPLIED = KEY + "map-applied"
+_ANSWER = KEY + "live-answer"
 
 
 def search_form(places: pd.DataFrame) -> AvailabilityQuery | None:
@@ -82,10 +84,26 @@ def search(query: AvailabilityQuery) -> Availability | None:
     """Ask the service (never cached: cars are booked by the minute); refusals shown as errors."""
     try:
         with resources.session() as s:
-            return availability.find_available(s, query)
+            return quotes_bulk.find_priced(s, query)
     except FleetdeskError as error:
         st.error(str(error))
         return None
+
+
+@st.fragment(run_every=live.refresh_seconds())
+def live_answer(query: AvailabilityQuery, places: pd.DataFrame, basemap: str | None) -> None:
+    """The answer, searched again (and redrawn) only when the fleet changed since it was found."""
+    if _unapplied_pick() is not None:
+        st.rerun(scope="app")  # a click on the map changes the search form, outside this fragment
+    held = st.session_state.get(_ANSWER)
+    if live.fleet_changed("availability") or held is None or held[0] != query:
+        answer = search(query)
+        st.session_state[_ANSWER] = (query, answer) if answer is not None else None
+    else:
+        answer = held[1]
+    if answer is not None:
+        render_answer(answer, places, basemap)
+        live.caption()
 
 
 def render_answer(answer: Availability, places: pd.DataFrame, basemap: str | None) -> None:
@@ -143,12 +161,20 @@ def _car_table(cars: pd.DataFrame) -> None:
     )
 
 
-def _apply_map_pick(places: pd.DataFrame) -> None:
-    """A branch clicked on the map becomes the branch searched (or the centre of the search around a point)."""
+def _unapplied_pick() -> dict | None:
+    """The branch clicked on the map that the search has not taken up yet."""
     event = st.session_state.get(MAP_KEY) or {}
     objects = (event.get("selection") or {}).get("objects") or {}
     picked = next((obj for layer in objects.values() for obj in layer if "location_id" in obj), None)
     if picked is None or st.session_state.get(_APPLIED) == picked["location_id"]:
+        return None
+    return picked
+
+
+def _apply_map_pick(places: pd.DataFrame) -> None:
+    """A branch clicked on the map becomes the branch searched (or the centre of the search around a point)."""
+    picked = _unapplied_pick()
+    if picked is None:
         return
     st.session_state[_APPLIED] = picked["location_id"]
     chosen = places[places["id"] == picked["location_id"]]

@@ -24,7 +24,7 @@ from app import resources
 from app.resources import session
 from app.ui import desk
 from app.ui.desk import plain
-from services import availability, booking_views
+from services import availability, booking_views, quotes_bulk
 from services.actors import Actor
 from services.availability import Availability, AvailabilityQuery, AvailableVehicle
 from services.booking_views import format_money, local_time
@@ -210,7 +210,7 @@ def _run_search(places: pd.DataFrame) -> bool:
                                       radius_km=search.radius_km, dropoff_location_id=back,
                                       vehicle_types=search.vehicle_types)
         with session() as s:
-            found = availability.find_available(s, query)
+            found = quotes_bulk.find_priced(s, query)
     except FleetdeskError as error:
         st.error(str(error), icon=":material/error:")
         return False

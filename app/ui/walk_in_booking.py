@@ -28,7 +28,7 @@ from services import booking_views, bookings, payments, pricing
 from services.actors import Actor
 from services.availability import AvailableVehicle
 from services.booking_views import BookingView, format_money
-from services.errors import FleetdeskError
+from services.errors import FleetdeskError, InvalidInput
 from services.gateway import GatewayConfig, PaymentDeclined
 
 PAYMENTS = {"card": "Card on the terminal", "cash": "Cash received", "due": "Record as due at the desk"}
@@ -86,15 +86,22 @@ def quote_and_payment(actor: Actor) -> bool:
         return True
     search, car, pickup_id, dropoff_id = rental()
     with opened(5):
+        st.text_input("Promotion code", key="walkin_promo", max_chars=32, placeholder="e.g. SPRING10 (optional)",
+                      help="Taken off the rental charge when the rental qualifies; counted once for this booking.",
+                      **KEEP)
         try:
-            with session() as s:
-                quote = pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
-                                      chosen_extras())
+            quote, promo_code = _quote(car, pickup_id, dropoff_id, search)
         except FleetdeskError as error:
             st.error(str(error))
             return False
         desk.receipt([(line.label, line.amount) for line in quote.lines], quote.total, quote.vat_included,
                      quote.currency)
+        if quote.multiplier != 1 or quote.rules:
+            applied = ", ".join(name for _, name in quote.rules)
+            st.caption(" · ".join(part for part in (
+                f"Rules applied: {plain(applied)}" if applied else "",
+                f"today's dynamic rate ×{quote.multiplier.normalize():f} for this branch and car type"
+                if quote.multiplier != 1 else "") if part))
         methods = [m for m in PAYMENTS if m != "card" or card_payments_available()]
         method = st.radio("Payment", methods, format_func=PAYMENTS.get, key="walkin_payment", horizontal=True,
                           **KEEP)
@@ -105,11 +112,29 @@ def quote_and_payment(actor: Actor) -> bool:
             st.caption("Card payments need the payment service (set STRIPE_SECRET_KEY, or STRIPE_API_BASE for the "
                        "local stand-in); meanwhile take cash or record the payment as due.")
         if st.button("Confirm booking", type="primary", key="walkin-confirm", icon=":material/check:"):
-            return _confirm(actor, search, car, pickup_id, dropoff_id)
+            return _confirm(actor, search, car, pickup_id, dropoff_id, promo_code)
     return False
 
 
-def _confirm(actor: Actor, search: Search, car: AvailableVehicle, pickup_id: int, dropoff_id: int) -> bool:
+def _quote(car: AvailableVehicle, pickup_id: int, dropoff_id: int,
+           search: Search) -> tuple[pricing.Quote, str | None]:
+    """The quote for this customer with the code typed, or without it (saying why) when the rental does not qualify."""
+    code = (st.session_state.get("walkin_promo") or "").strip() or None
+    customer = st.session_state.get("walkin_customer_id")
+    with session() as s:
+        try:
+            return pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
+                                 chosen_extras(), customer_id=customer, promo_code=code), code
+        except InvalidInput as refused:
+            if code is None:
+                raise
+            st.error(f"{refused} The quote below is without the code.", icon=":material/sell:")
+        return pricing.quote(s, car.id, pickup_id, dropoff_id, search.pickup_at, search.dropoff_at,
+                             chosen_extras(), customer_id=customer), None
+
+
+def _confirm(actor: Actor, search: Search, car: AvailableVehicle, pickup_id: int, dropoff_id: int,
+             promo_code: str | None = None) -> bool:
     """Hold the car (committed on its own, so a payment retry finds the same booking), then take the payment.
 
     The session's idempotency key makes a second click return the same booking; a card declined or a payment
@@ -122,7 +147,7 @@ def _confirm(actor: Actor, search: Search, car: AvailableVehicle, pickup_id: int
             made = bookings.create_booking(
                 s, actor, customer_id=state["walkin_customer_id"], vehicle_id=car.id, pickup_location_id=pickup_id,
                 dropoff_location_id=dropoff_id, pickup_at=search.pickup_at, dropoff_at=search.dropoff_at,
-                extras=chosen_extras(), channel="desk", idempotency_key=state["walkin_key"])
+                extras=chosen_extras(), channel="desk", idempotency_key=state["walkin_key"], promo_code=promo_code)
             booking_id, reference = made.booking.id, made.booking.reference
             if method == "due":
                 bookings.confirm_booking(s, actor, booking_id, payment="due")

@@ -316,15 +316,36 @@ def test_an_unknown_promotion_code_is_422(client, api_env):
     assert detail.startswith("Unknown or expired promotion code NOSUCH10")
 
 
-def test_a_live_promotion_code_is_422_not_yet_redeemable_and_books_nothing(client, api_env):
+def _promotion(world, **terms) -> str:
     code = f"SPRING{uuid.uuid4().hex[:6].upper()}"
+    with session_scope(world.engine) as session:
+        session.add(Promotion(**{"code": code, "description": "test", "discount_kind": "percent",
+                                 "discount_value": Decimal("10"), "currency": "GBP",
+                                 "valid_from": PICKUP - timedelta(days=60), "valid_until": PICKUP + timedelta(days=60),
+                                 **terms}))
+    return code
+
+
+def test_a_live_promotion_code_takes_its_discount_and_is_counted_once(client, api_env):
+    code = _promotion(api_env)
+    car = new_car(api_env)
+    without = _quote_total(api_env, car, api_env.city, api_env.city)
+    made = _book(client, api_env, car, promo_code=code.lower())
+    assert made.status_code == 201, made.text
+    booking = made.json()
+    promotion_line = next(line for line in booking["price_breakdown"]["lines"] if line["code"] == "promotion")
+    assert Decimal(promotion_line["amount"]) < 0
+    assert Decimal(booking["total_price"]) == without + Decimal(promotion_line["amount"])
+    assert booking["price_breakdown"]["promotion"]["code"] == code
     with session_scope(api_env.engine) as session:
-        session.add(Promotion(code=code, description="test", discount_kind="percent", discount_value=Decimal("10"),
-                              currency="GBP", valid_from=PICKUP - timedelta(days=60),
-                              valid_until=PICKUP + timedelta(days=60)))
+        assert session.scalar(select(Promotion.redemptions_count).where(Promotion.code == code)) == 1
+
+
+def test_a_used_up_promotion_code_is_422_and_books_nothing(client, api_env):
+    code = _promotion(api_env, max_redemptions=1, redemptions_count=1)
     car = new_car(api_env)
     detail = _json_error(_book(client, api_env, car, promo_code=code), 422)
-    assert "not yet redeemable" in detail
+    assert "fully used" in detail
     with session_scope(api_env.engine) as session:
         assert session.scalar(select(Booking.id).where(Booking.vehicle_id == car)) is None
 

@@ -79,3 +79,22 @@ def test_an_infeasible_instance_exits_1_with_the_reason(tmp_path: Path) -> None:
     plan = json.loads(result.stdout)
     assert plan["status"] == "infeasible" and "capacity" in plan["reason"]
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_big_instance_with_shared_limits_prints_a_plan_with_its_proven_bound(tmp_path: Path) -> None:
+    # 60 branches all within reach of each other over 3 days and 2 classes: too many lanes for the whole-network
+    # MIP, so the CLI takes the priced-out path; its plan must still be the only thing on stdout
+    branches = [{"id": f"B{k:02d}", "lat": 51.0 + 0.05 * (k // 10), "lon": 0.08 * (k % 10), "capacity": 14}
+                for k in range(60)]
+    big = {**INSTANCE, "horizon_days": 3, "branches": branches, "max_moves_out": 3,
+           "initial": [{"branch": b["id"], "class": c, "count": 6 if k % 10 >= 5 else 1}
+                       for k, b in enumerate(branches) for c in ("economy", "suv")],
+           "returns": [{"branch": b["id"], "class": "economy", "day": d, "count": 2}
+                       for k, b in enumerate(branches) if k % 10 >= 5 for d in range(3)],
+           "demand": [{"branch": b["id"], "class": c, "day": d, "count": 3}
+                      for k, b in enumerate(branches) if k % 10 < 5 for c in ("economy", "suv") for d in range(3)]}
+    result = rebalance(tmp_path, big, "--time-limit", "30")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["status"] in ("optimal", "feasible") and plan["bound"] <= plan["objective"]
+    assert plan["stats"]["cars_moved"] > 0

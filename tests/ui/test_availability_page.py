@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from db.session import make_engine, session_scope
 from services.availability import AvailabilityQuery, find_available
+from services.pricing import quote
 
 PAGE = "../pages/availability.py"
 LONDON = ZoneInfo("Europe/London")
@@ -67,7 +68,12 @@ def test_a_desk_agent_finds_the_free_cars_at_a_branch_with_their_prices(app_as, 
     expected = _service(demo, pickup_at=datetime.combine(pickup, time(10), LONDON),
                         dropoff_at=datetime.combine(dropoff, time(10), LONDON), pickup_location_id=heathrow.id)
     assert list(table["license_plate"]) == expected and expected
-    assert (table["total_price"] == table["daily_rate"] * 3).all()
+    # The price shown is what the desk would charge (the one quote service: rules, published multipliers), per car.
+    with session_scope(demo["engine"]) as session:
+        ids = dict(session.execute(text("SELECT license_plate, id FROM vehicles")).all())
+        quoted = [quote(session, ids[plate], heathrow.id, heathrow.id, datetime.combine(pickup, time(10), LONDON),
+                        datetime.combine(dropoff, time(10), LONDON)).total for plate in table["license_plate"]]
+    assert list(table["total_price"]) == [float(q) for q in quoted]
     assert "Times are local to B001" in at.caption[0].value and "Europe/London" in at.caption[0].value
     assert len(at.get("deck_gl_json_chart")) == 1
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import copy
 import math
 import random
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 from ortools.sat.python import cp_model
 
-from services.optimise.rebalance import haversine_km, parse_instance, plan_rebalancing, plan_to_dict
+from services.optimise.rebalance import (
+    _lanes,
+    _solve_class,
+    haversine_km,
+    parse_instance,
+    plan_rebalancing,
+    plan_to_dict,
+)
 
 
 def instance(**overrides: Any) -> dict[str, Any]:
@@ -39,8 +47,8 @@ A_TO_B_KM = km({"lat": 51.0, "lon": 0.0}, {"lat": 51.0, "lon": 0.5})
 ONE_MOVE = 10 + A_TO_B_KM
 
 
-def solve(data: dict[str, Any], time_limit_s: float = 10.0) -> dict[str, Any]:
-    return plan_to_dict(plan_rebalancing(parse_instance(data), time_limit_s=time_limit_s))
+def solve(data: dict[str, Any], time_limit_s: float = 10.0, method: str = "auto") -> dict[str, Any]:
+    return plan_to_dict(plan_rebalancing(parse_instance(data), time_limit_s=time_limit_s, method=method))
 
 
 # ---------------------------------------------------------------- the plan obeys every rule
@@ -185,6 +193,70 @@ def test_cost_equals_an_independent_exact_model(seed: int, capacity: bool, moves
     assert check_plan(data, plan) == pytest.approx(plan["objective"], abs=0.005 * (1 + plan["stats"]["cars_moved"]))
 
 
+# ---------------------------------------------------------------- pricing out lanes is exact
+
+
+def spread_instance(seed: int, *, capacity: bool = False, moves_out: bool = False) -> dict[str, Any]:
+    """Enough branches that most lanes start outside the solver's network, with a drift that makes moves pay."""
+    rng = random.Random(seed)
+    n_b, classes, horizon = rng.randint(12, 18), ["economy", "suv"], rng.randint(3, 5)
+    ids = [f"B{k:02d}" for k in range(n_b)]
+    branches = [{"id": b, "lat": 51.0 + rng.uniform(-0.5, 0.5), "lon": rng.uniform(-1.2, 1.2), "capacity": None}
+                for b in ids]
+    initial, returns, demand = [], [], []
+    for k, b in enumerate(branches):
+        east = b["lon"] > 0  # cars pile up in the east and are wanted in the west
+        for c in classes:
+            initial.append({"branch": ids[k], "class": c, "count": rng.randint(0, 6 if east else 2)})
+            for d in range(horizon):
+                returns.append({"branch": ids[k], "class": c, "day": d, "count": rng.randint(0, 3 if east else 1)})
+                demand.append({"branch": ids[k], "class": c, "day": d, "count": rng.randint(0, 1 if east else 4)})
+        if capacity:
+            b["capacity"] = sum(e["count"] for e in initial if e["branch"] == ids[k]) + rng.randint(0, 4)
+    return instance(horizon_days=horizon, classes=classes, branches=branches, initial=initial, returns=returns,
+                    demand=demand, lost_sale_cost={"economy": rng.randint(40, 90), "suv": rng.randint(80, 160)},
+                    move_cost_per_km=rng.choice([0.3, 0.5, 0.9]), move_fixed_cost=rng.choice([5, 25]),
+                    max_move_km=rng.choice([80, 120, 200]), max_moves_out=rng.randint(1, 4) if moves_out else None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pricing_out_lanes_costs_the_same_as_the_whole_network(seed: int) -> None:
+    data = spread_instance(seed)
+    priced, full = solve(data, method="priced"), solve(data, method="full")
+    assert priced["status"] == full["status"] == "optimal"
+    assert priced["objective"] == full["objective"] and priced["bound"] == priced["objective"]
+    assert priced["stats"]["cars_moved"] > 0
+    assert check_plan(data, priced) == pytest.approx(priced["objective"],
+                                                     abs=0.005 * (1 + priced["stats"]["cars_moved"]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lanes_missing_from_the_first_network_are_priced_in(seed: int) -> None:
+    data = spread_instance(seed)
+    parsed = parse_instance(data)
+    nearest_only = _lanes(parsed, per_branch=1)
+    flows = [_solve_class(parsed, c, nearest_only) for c in range(len(parsed.classes))]
+    assert max(flow.rounds for flow in flows) > 1  # the nearest lane alone was not enough somewhere
+    assert sum(flow.cost for flow in flows) == round(solve(data, method="full")["objective"] * 100)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_with_shared_limits_the_priced_plan_keeps_them_and_its_bound_holds(seed: int) -> None:
+    data = spread_instance(seed, capacity=True, moves_out=True)
+    exact = solve(data, method="full")
+    priced = solve(data, method="priced")
+    if exact["status"] == "infeasible":
+        assert priced["status"] in ("infeasible", "unknown") and priced["reason"]
+        return
+    assert exact["status"] == "optimal"
+    assert priced["status"] in ("optimal", "feasible")
+    assert priced["bound"] <= exact["objective"] <= priced["objective"]
+    if priced["status"] == "optimal":
+        assert priced["objective"] == exact["objective"]
+    assert check_plan(data, priced) == pytest.approx(priced["objective"],
+                                                     abs=0.005 * (1 + priced["stats"]["cars_moved"]))
+
+
 # ---------------------------------------------------------------- known answers
 
 
@@ -271,6 +343,26 @@ def test_a_branch_that_cannot_move_enough_out_is_infeasible() -> None:
 def test_haversine_uses_the_mean_earth_radius() -> None:
     d = haversine_km(np.array([0.0, 0.0]), np.array([0.0, 1.0]))
     assert d[0, 1] == pytest.approx(6371.0 * math.pi / 180) and d[0, 0] == 0
+
+
+def test_progress_hears_each_class_on_the_calling_thread_and_ends_complete() -> None:
+    heard: list[tuple[float, str]] = []
+    threads: set[int] = set()
+
+    def progress(fraction: float, message: str) -> None:
+        heard.append((fraction, message))
+        threads.add(threading.get_ident())
+
+    plan_rebalancing(parse_instance(spread_instance(0)), time_limit_s=10, method="priced", progress=progress)
+    assert threads == {threading.get_ident()}  # a Streamlit page can only draw from its own thread
+    assert all(0 <= fraction <= 1 for fraction, _ in heard)
+    assert heard[-1][0] == 1.0
+    assert {message for _, message in heard} >= {"class economy solved", "class suv solved"}
+
+
+def test_an_unknown_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="method"):
+        plan_rebalancing(parse_instance(instance()), time_limit_s=1, method="fast")
 
 
 def test_a_time_limit_must_be_positive() -> None:
