@@ -22,14 +22,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from bench.dataset import load_company
 from bench.results_io import write_results
-from data.demo import DemoSpec, load_demo
-from db import migrate
+from data.demo import DemoSpec
 from db.config import database_target
 from db.session import make_engine, session_scope
 from services import analytics
@@ -48,36 +47,10 @@ def bench_url() -> URL:
     return database_target().url.set(database=BENCH_DATABASE)
 
 
-def _create_database(url: URL) -> None:
-    with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
-                         dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{url.database}"')
-
-
 def ensure_dataset(log=print) -> tuple[URL, dict[str, Any], float | None]:
     """The analytics company at SPEC: loaded (and timed) on the first run, reused afterwards."""
     url = bench_url()
-    _create_database(url)
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    build_seconds = None
-    try:
-        with session_scope(engine) as session:
-            loaded = session.execute(text("SELECT value FROM app_meta WHERE key = 'demo'")).scalar()
-        if loaded is None or DemoSpec(**loaded["spec"]) != SPEC:
-            log(f"building the analytics company ({SPEC.describe()}) in {url.database}; this takes minutes…")
-            started = time.monotonic()
-            with session_scope(engine) as session:
-                log(load_demo(session, SPEC, force=True))
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-            build_seconds = time.monotonic() - started
-            log(f"built in {build_seconds:.0f} s")
-        with session_scope(engine) as session:
-            meta = session.execute(text("SELECT value FROM app_meta WHERE key = 'demo'")).scalar_one()
-    finally:
-        engine.dispose()
+    meta, build_seconds = load_company(url, SPEC, "analytics company", log)
     return url, meta, build_seconds
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from sqlalchemy import text
@@ -41,9 +42,9 @@ def _create_database(url: URL) -> None:
             conn.execute(f'CREATE DATABASE "{url.database}"')
 
 
-def ensure_dataset(log=print) -> Dataset:
-    """The benchmark company at SPEC: loaded (and timed) on the first run, reused afterwards."""
-    url = bench_url()
+def load_company(url: URL, spec: DemoSpec, label: str, log=print) -> tuple[dict[str, Any], float | None]:
+    """The demo generator's company at `spec` in the database at `url`: created, migrated and loaded (timed) on the
+    first run, reused afterwards. Returns its app_meta 'demo' record and the build time (None when reused)."""
     _create_database(url)
     migrate.upgrade(url)
     engine = make_engine(url)
@@ -51,11 +52,11 @@ def ensure_dataset(log=print) -> Dataset:
     try:
         with session_scope(engine) as session:
             loaded = session.execute(text("SELECT value FROM app_meta WHERE key = 'demo'")).scalar()
-        if loaded is None or DemoSpec(**loaded["spec"]) != SPEC:
-            log(f"building the benchmark company ({SPEC.describe()}) in {url.database}; this takes minutes…")
+        if loaded is None or DemoSpec(**loaded["spec"]) != spec:
+            log(f"building the {label} ({spec.describe()}) in {url.database}; this takes minutes…")
             started = time.monotonic()
             with session_scope(engine) as session:
-                log(load_demo(session, SPEC, force=True))
+                log(load_demo(session, spec, force=True))
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")
             build_seconds = time.monotonic() - started
@@ -64,6 +65,13 @@ def ensure_dataset(log=print) -> Dataset:
             meta = session.execute(text("SELECT value FROM app_meta WHERE key = 'demo'")).scalar_one()
     finally:
         engine.dispose()
+    return meta, build_seconds
+
+
+def ensure_dataset(log=print) -> Dataset:
+    """The benchmark company at SPEC: loaded (and timed) on the first run, reused afterwards."""
+    url = bench_url()
+    meta, build_seconds = load_company(url, SPEC, "benchmark company", log)
     counts = meta["counts"]
     if counts["bookings"] < MIN_BOOKINGS:
         raise RuntimeError(f"the benchmark company has {counts['bookings']:,} bookings, fewer than "

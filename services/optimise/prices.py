@@ -23,7 +23,6 @@ The bound reported is the sum over branches of the MIP's bound where it ran, els
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ import pandas as pd
 from ortools.graph.python import min_cost_flow
 from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
+
+from services.optimise import fields
 
 ACCEPT_UNITS = 10_000  # accepts are solved by min-cost flow in whole 1/10,000 of a rental
 COST_UNITS = 100  # and revenue per rental in whole cents
@@ -137,14 +138,14 @@ def parse_instance(data: dict[str, Any]) -> PriceInstance:
     """Check a pricing instance read from JSON; ValueError with one line naming the first problem."""
     if not isinstance(data, dict):
         raise ValueError("the instance must be a JSON object")
-    horizon = _whole(data.get("horizon_days"), "horizon_days")
+    horizon = fields.whole(data.get("horizon_days"), "horizon_days")
     if horizon < 1:
         raise ValueError("horizon_days must be at least 1")
     ladder = _ladder(data.get("ladder"))
     class_ids, rank, rental_days = _classes(data.get("classes"))
     max_step = data.get("max_step")
     if max_step is not None:
-        max_step = _whole(max_step, "max_step")
+        max_step = fields.whole(max_step, "max_step")
     class_order = data.get("class_order", False)
     if class_order is None:
         class_order = False
@@ -169,7 +170,7 @@ def parse_instance(data: dict[str, Any]) -> PriceInstance:
             raise ValueError(f"{where} branch must be a non-empty string")
         if seg["class"] not in class_index:
             raise ValueError(f"{where} names unknown class {seg['class']!r}")
-        day = _whole(seg["day"], f"day of {where}")
+        day = fields.whole(seg["day"], f"day of {where}")
         if day >= horizon:
             raise ValueError(f"{where} has day {day}, outside the horizon 0..{horizon - 1}")
         key = (branch, class_index[seg["class"]], day)
@@ -177,13 +178,13 @@ def parse_instance(data: dict[str, Any]) -> PriceInstance:
             raise ValueError(f"duplicate segment: branch {branch!r}, class {seg['class']!r}, day {day}")
         seen.add(key)
         branch_order.setdefault(branch, len(branch_order))
-        list_rate = _number(seg["list_rate"], f"list_rate of {where}")
+        list_rate = fields.number(seg["list_rate"], f"list_rate of {where}")
         if list_rate <= 0:
             raise ValueError(f"list_rate of {where} must be positive (got {list_rate:g})")
         rows.append((branch, key[1], day, list_rate,
-                     _non_negative(seg["capacity"], f"capacity of {where}"),
-                     _non_negative(seg["base_demand"], f"base_demand of {where}"),
-                     _non_negative(seg["elasticity"], f"elasticity of {where}")))
+                     fields.non_negative(seg["capacity"], f"capacity of {where}"),
+                     fields.non_negative(seg["base_demand"], f"base_demand of {where}"),
+                     fields.non_negative(seg["elasticity"], f"elasticity of {where}")))
     branch_ids = tuple(branch_order)
     shape = (len(branch_ids), len(class_ids), horizon)
     present = np.zeros(shape, dtype=bool)
@@ -200,7 +201,7 @@ def parse_instance(data: dict[str, Any]) -> PriceInstance:
 def _ladder(raw: Any) -> np.ndarray:
     if not isinstance(raw, list) or not raw:
         raise ValueError("ladder must be a non-empty list of multipliers")
-    steps = [_number(m, f"ladder[{i}]") for i, m in enumerate(raw)]
+    steps = [fields.number(m, f"ladder[{i}]") for i, m in enumerate(raw)]
     if any(m <= 0 for m in steps):
         raise ValueError("ladder multipliers must be positive")
     if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
@@ -224,35 +225,18 @@ def _classes(raw: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         ids.append(cls["id"])
         if cls.get("rank") is None:
             raise ValueError(f"class {cls['id']!r} has no rank")
-        rank.append(_number(cls["rank"], f"rank of class {cls['id']!r}"))
-        length = _whole(cls.get("rental_days"), f"rental_days of class {cls['id']!r}")
+        rank.append(fields.number(cls["rank"], f"rank of class {cls['id']!r}"))
+        length = fields.whole(cls.get("rental_days"), f"rental_days of class {cls['id']!r}")
         if length < 1:
             raise ValueError(f"rental_days of class {cls['id']!r} must be at least 1")
         days.append(length)
     return tuple(ids), np.array(rank), np.array(days, dtype=np.int64)
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} is missing" if value is None else f"{name} must be a number")
-    return float(value)
 
 
-def _non_negative(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if number < 0:
-        raise ValueError(f"{name} must not be negative (got {number:g})")
-    return number
 
 
-def _whole(value: Any, name: str) -> int:
-    if value is None:
-        raise ValueError(f"{name} is missing")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative (got {value})")
-    return value
 
 
 # ---------------------------------------------------------------- the arrays every step shares

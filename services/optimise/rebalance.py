@@ -24,6 +24,8 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 from ortools.linear_solver import pywraplp
 
+from services.optimise import fields
+
 EARTH_RADIUS_KM = 6371.0
 CENTS = 100  # costs are solved in integer cents
 
@@ -86,7 +88,7 @@ def parse_instance(data: dict[str, Any]) -> RebalanceInstance:
     """Check a rebalancing instance read from JSON; ValueError with one line naming the first problem."""
     if not isinstance(data, dict):
         raise ValueError("the instance must be a JSON object")
-    horizon = _count(data.get("horizon_days"), "horizon_days")
+    horizon = fields.whole(data.get("horizon_days"), "horizon_days")
     if horizon < 1:
         raise ValueError("horizon_days must be at least 1")
     classes = data.get("classes")
@@ -121,11 +123,11 @@ def parse_instance(data: dict[str, Any]) -> RebalanceInstance:
         initial=initial,
         returns=returns,
         demand=demand,
-        lost_sale_cost=np.array([_amount(lost_cost[c], f"lost_sale_cost[{c!r}]") for c in classes]),
-        move_cost_per_km=_amount(data.get("move_cost_per_km"), "move_cost_per_km"),
-        move_fixed_cost=_amount(data.get("move_fixed_cost"), "move_fixed_cost"),
-        max_move_km=_amount(data.get("max_move_km"), "max_move_km"),
-        max_moves_out=None if max_moves_out is None else _count(max_moves_out, "max_moves_out"),
+        lost_sale_cost=np.array([fields.non_negative(lost_cost[c], f"lost_sale_cost[{c!r}]") for c in classes]),
+        move_cost_per_km=fields.non_negative(data.get("move_cost_per_km"), "move_cost_per_km"),
+        move_fixed_cost=fields.non_negative(data.get("move_fixed_cost"), "move_fixed_cost"),
+        max_move_km=fields.non_negative(data.get("max_move_km"), "max_move_km"),
+        max_moves_out=None if max_moves_out is None else fields.whole(max_moves_out, "max_moves_out"),
     )
 
 
@@ -141,13 +143,13 @@ def _branches(raw: Any) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.nda
         if bid in ids:
             raise ValueError(f"duplicate branch id {bid!r}")
         ids.append(bid)
-        la, lo = _number(branch.get("lat"), f"lat of branch {bid}"), _number(branch.get("lon"), f"lon of branch {bid}")
+        la, lo = fields.number(branch.get("lat"), f"lat of branch {bid}"), fields.number(branch.get("lon"), f"lon of branch {bid}")
         if not -90 <= la <= 90 or not -180 <= lo <= 180:
             raise ValueError(f"branch {bid} has coordinates off the globe ({la}, {lo})")
         lat.append(la)
         lon.append(lo)
         cap = branch.get("capacity")
-        capacity.append(np.inf if cap is None else _count(cap, f"capacity of branch {bid}"))
+        capacity.append(np.inf if cap is None else fields.whole(cap, f"capacity of branch {bid}"))
     return tuple(ids), np.array(lat), np.array(lon), np.array(capacity, dtype=float)
 
 
@@ -166,37 +168,18 @@ def _counts(raw: Any, field: str, branch_index: dict[str, int], class_index: dic
             raise ValueError(f"{where} names unknown class {entry.get('class')!r}")
         index: tuple[int, ...] = (branch_index[entry["branch"]], class_index[entry["class"]])
         if horizon is not None:
-            day = _count(entry.get("day"), f"day of {where}")
+            day = fields.whole(entry.get("day"), f"day of {where}")
             if day >= horizon:
                 raise ValueError(f"{where} has day {day}, outside the horizon 0..{horizon - 1}")
             index += (day,)
-        out[index] += _count(entry.get("count"), f"count of {where}")
+        out[index] += fields.whole(entry.get("count"), f"count of {where}")
     return out
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} is missing or not a number" if value is None else f"{name} must be a number")
-    return float(value)
 
 
-def _amount(value: Any, name: str) -> float:
-    if value is None:
-        raise ValueError(f"{name} is missing")
-    amount = _number(value, name)
-    if amount < 0:
-        raise ValueError(f"{name} must not be negative")
-    return amount
 
 
-def _count(value: Any, name: str) -> int:
-    if value is None:
-        raise ValueError(f"{name} is missing")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative (got {value})")
-    return value
 
 
 def _first_duplicate(items: list[str]) -> str:
