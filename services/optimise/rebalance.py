@@ -13,10 +13,11 @@ Lagrangian bound over every lane (each class again a priced-out min-cost flow) p
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,8 +285,8 @@ FULL_MIP_MOVE_ARCS = 20_000  # with shared limits, instances up to this size go 
 NEAR_SLACK = 300  # cents: with shared limits, lanes this close to paying off are offered to the MIP
 CROWDED_LANES = 3  # and the nearest few out of every branch that comes near a shared limit
 MAX_COUPLED_ROUNDS = 4  # LP, bound, more lanes: rounds of it before settling for the best plan and bound
-NEAREST_LANES = 8  # lanes per branch handed to the solver at first; the rest are priced out
-PRICING_SLACK = 1500  # cents: arcs this close to paying off join the solver's network before they do
+NEAREST_LANES = 5  # lanes per branch handed to the solver at first; the rest are priced out
+PRICING_SLACK = 3000  # cents: arcs this close to paying off join the solver's network before they do
 
 
 @dataclass(frozen=True, eq=False)
@@ -491,16 +492,31 @@ def plan_rebalancing(instance: RebalanceInstance, *, time_limit_s: float, method
     return _plan_coupled(instance, lanes, classes, time_limit_s, started, report)
 
 
+PROCESS_ARCS = 10_000_000  # classes × nights × lanes from which classes are solved in processes, not threads
+
+
 def _solve_classes(instance: RebalanceInstance, lanes: _Lanes, report: Progress, **prices: Any) -> list[_ClassFlow]:
-    """Every class's exact flow, the classes side by side (the solver lets go of the GIL while it works);
-    `report` is called from this thread, as each class is done."""
-    n_c = len(instance.classes)
-    # a thread per class even beyond the cores: the system then shares them out evenly to the end, where a pool
-    # the size of the cores would leave one class running alone
-    with ThreadPoolExecutor(max_workers=max(1, min(n_c, 4 * (os.cpu_count() or 1)))) as pool:
-        futures = {pool.submit(_solve_class, instance, c, lanes,
-                               **{k: (v[c] if isinstance(v, list) else v) for k, v in prices.items()}): c
-                   for c in range(n_c)}
+    """Every class's exact flow, the classes side by side; `report` is called from this thread as each is done.
+
+    OR-Tools' min-cost flow keeps Python's GIL while it solves, so threads only overlap the numpy work around it;
+    on big instances (PROCESS_ARCS) the classes go to worker processes, one per class (started fresh — "spawn" — so
+    that a multi-threaded caller such as the web app is never forked), which pays off once a class takes seconds.
+    """
+    n_b, n_c, n_d = instance.demand.shape
+    cores = os.cpu_count() or 1
+    if cores > 1 and n_c > 1 and n_c * n_d * len(lanes.src) >= PROCESS_ARCS:
+        # a process per class even beyond the cores, as with threads below: they all finish together
+        pool: Executor = ProcessPoolExecutor(max_workers=n_c, mp_context=mp.get_context("spawn"))
+    else:
+        # a thread per class even beyond the cores: the system then shares them out evenly to the end, where a
+        # pool the size of the cores would leave one class running alone
+        pool = ThreadPoolExecutor(max_workers=max(1, min(n_c, 4 * cores)))
+    with pool:
+        # the biggest classes first, so that the last to finish is a small one and no core idles long at the end
+        order = np.argsort(-(instance.demand.sum(axis=(0, 2)) + instance.initial.sum(axis=0)), kind="stable")
+        futures = {pool.submit(_solve_class, instance, int(c), lanes,
+                               **{k: (v[c] if isinstance(v, list) else v) for k, v in prices.items()}): int(c)
+                   for c in order}
         flows: dict[int, _ClassFlow] = {}
         for done, future in enumerate(as_completed(futures), start=1):
             c = futures[future]

@@ -345,6 +345,27 @@ def test_haversine_uses_the_mean_earth_radius() -> None:
     assert d[0, 1] == pytest.approx(6371.0 * math.pi / 180) and d[0, 0] == 0
 
 
+def test_big_instances_solve_their_classes_in_worker_processes_to_the_same_plan(monkeypatch) -> None:
+    import services.optimise.rebalance as module
+
+    data = spread_instance(3)
+    in_threads = solve(data, method="priced")
+    started: list[str] = []
+    real_pool = module.ProcessPoolExecutor
+
+    def counted_pool(*args, **kwargs):
+        started.append("process pool")
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(module, "PROCESS_ARCS", 1)  # every instance counts as big
+    monkeypatch.setattr(module, "ProcessPoolExecutor", counted_pool)
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 2)
+    in_processes = solve(data, method="priced")
+    assert started == ["process pool"]
+    assert in_processes == {**in_threads, "stats": {**in_threads["stats"],
+                                                     "solve_seconds": in_processes["stats"]["solve_seconds"]}}
+
+
 def test_progress_hears_each_class_on_the_calling_thread_and_ends_complete() -> None:
     heard: list[tuple[float, str]] = []
     threads: set[int] = set()
