@@ -53,7 +53,7 @@ def _rebalance(args: argparse.Namespace) -> None:
         instance = rebalance.parse_instance(_read_json(args.instance))
     except ValueError as exc:
         raise CommandError(f"{args.instance}: {exc}") from exc
-    plan = rebalance.plan_rebalancing(instance, time_limit_s=args.time_limit)
+    plan = rebalance.plan_rebalancing(instance, time_limit_s=args.time_limit, processes=True)
     _write_json(rebalance.plan_to_dict(plan), args.out)
     if plan.status not in ("optimal", "feasible"):
         print(f"fleetdesk: {plan.status}: {plan.reason}", file=sys.stderr)

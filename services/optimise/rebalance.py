@@ -461,7 +461,7 @@ Progress = Callable[[float, str], None]
 
 
 def plan_rebalancing(instance: RebalanceInstance, *, time_limit_s: float, method: str = "auto",
-                     progress: Progress | None = None) -> RebalancePlan:
+                     progress: Progress | None = None, processes: bool = False) -> RebalancePlan:
     """The cheapest overnight moves for the horizon (moves plus lost sales), or why there is none.
 
     `method` "priced" solves each class as a min-cost flow over a few lanes and prices the rest out (exact); with
@@ -470,6 +470,8 @@ def plan_rebalancing(instance: RebalanceInstance, *, time_limit_s: float, method
     except that small instances with shared limits go to the exact MIP. `progress(fraction, message)`, if given,
     hears how far the solve has got, always on the calling thread. Without shared limits the answer is exact
     whatever the time limit; with them the time limit ends the search for a better plan or bound.
+    `processes` lets a big instance's classes be solved in worker processes (see `_solve_classes`): for a caller
+    whose `__main__` can be imported again safely, such as the `fleetdesk` command — not a Streamlit page.
     """
     if not time_limit_s > 0:
         raise ValueError("time_limit_s must be positive")
@@ -485,26 +487,30 @@ def plan_rebalancing(instance: RebalanceInstance, *, time_limit_s: float, method
         return _plan_full(instance, time_limit_s, started, coupled)
     lanes = _lanes(instance)
     report(0.0, f"solving {n_c} classes over {len(lanes.src):,} lanes")
-    classes = _solve_classes(instance, lanes, (lambda f, m: report(0.3 * f, m)) if coupled else report)
+    classes = _solve_classes(instance, lanes, (lambda f, m: report(0.3 * f, m)) if coupled else report,
+                             processes=processes)
     if not coupled:
         total = sum(flow.cost for flow in classes)
         return _plan_from_classes(instance, lanes, classes, "optimal", total, total, started)
-    return _plan_coupled(instance, lanes, classes, time_limit_s, started, report)
+    return _plan_coupled(instance, lanes, classes, time_limit_s, started, report, processes)
 
 
 PROCESS_ARCS = 10_000_000  # classes × nights × lanes from which classes are solved in processes, not threads
 
 
-def _solve_classes(instance: RebalanceInstance, lanes: _Lanes, report: Progress, **prices: Any) -> list[_ClassFlow]:
+def _solve_classes(instance: RebalanceInstance, lanes: _Lanes, report: Progress, *, processes: bool = False,
+                   **prices: Any) -> list[_ClassFlow]:
     """Every class's exact flow, the classes side by side; `report` is called from this thread as each is done.
 
     OR-Tools' min-cost flow keeps Python's GIL while it solves, so threads only overlap the numpy work around it;
-    on big instances (PROCESS_ARCS) the classes go to worker processes, one per class (started fresh — "spawn" — so
-    that a multi-threaded caller such as the web app is never forked), which pays off once a class takes seconds.
+    on big instances (PROCESS_ARCS), when the caller allows `processes`, the classes go to worker processes, one per
+    class, which pays off once a class takes seconds. They are started fresh ("spawn": a multi-threaded caller is
+    never forked), which imports the caller's `__main__` module again — harmless for `python -m app.cli`, not for a
+    Streamlit script, so pages keep threads.
     """
     n_b, n_c, n_d = instance.demand.shape
     cores = os.cpu_count() or 1
-    if cores > 1 and n_c > 1 and n_c * n_d * len(lanes.src) >= PROCESS_ARCS:
+    if processes and cores > 1 and n_c > 1 and n_c * n_d * len(lanes.src) >= PROCESS_ARCS:
         # a process per class even beyond the cores, as with threads below: they all finish together
         pool: Executor = ProcessPoolExecutor(max_workers=n_c, mp_context=mp.get_context("spawn"))
     else:
@@ -569,7 +575,7 @@ def _no_plan(instance: RebalanceInstance, status: str, time_limit_s: float, star
 
 
 def _plan_coupled(instance: RebalanceInstance, lanes: _Lanes, classes: list[_ClassFlow], time_limit_s: float,
-                  started: float, report: Progress) -> RebalancePlan:
+                  started: float, report: Progress, processes: bool = False) -> RebalancePlan:
     """Shared limits on a big instance: a MIP over the lanes worth considering, its gap proven over all lanes.
 
     The classes' own optima (no shared limits) are a lower bound, and are the answer if they keep the limits.
@@ -638,8 +644,8 @@ def _plan_coupled(instance: RebalanceInstance, lanes: _Lanes, classes: list[_Cla
         if done() or time.perf_counter() + first_pass > deadline:
             break
         report(0.3 + 0.6 * (attempt - 0.5) / MAX_COUPLED_ROUNDS, f"round {attempt}: proving a bound over every lane")
-        priced = _solve_classes(instance, lanes, lambda fraction, message: None, park_price=solved.park_price,
-                                out_price=solved.out_price, start_arcs=active)
+        priced = _solve_classes(instance, lanes, lambda fraction, message: None, processes=processes,
+                                park_price=solved.park_price, out_price=solved.out_price, start_arcs=active)
         bound = max(bound, sum(flow.cost for flow in priced)
                     - int((solved.park_price * _finite(instance.capacity)[None, :]).sum())
                     - int(solved.out_price.sum()) * (instance.max_moves_out or 0))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -345,25 +349,33 @@ def test_haversine_uses_the_mean_earth_radius() -> None:
     assert d[0, 1] == pytest.approx(6371.0 * math.pi / 180) and d[0, 0] == 0
 
 
-def test_big_instances_solve_their_classes_in_worker_processes_to_the_same_plan(monkeypatch) -> None:
-    import services.optimise.rebalance as module
+# Run as the `fleetdesk` command runs it: in a fresh interpreter (the worker processes import its `__main__` again),
+# with every instance counting as big, and the process pool counted.
+IN_PROCESSES = """
+import json, sys
+import services.optimise.rebalance as module
+real_pool, pools = module.ProcessPoolExecutor, []
+module.ProcessPoolExecutor = lambda *a, **k: pools.append(1) or real_pool(*a, **k)
+module.PROCESS_ARCS = 1
+module.os.cpu_count = lambda: 2
+plan = module.plan_rebalancing(module.parse_instance(json.load(sys.stdin)), time_limit_s=10, method="priced",
+                               processes=True)
+print(json.dumps({"pools": len(pools), "plan": module.plan_to_dict(plan)}))
+"""
 
+
+def test_big_instances_solve_their_classes_in_worker_processes_to_the_same_plan() -> None:
     data = spread_instance(3)
     in_threads = solve(data, method="priced")
-    started: list[str] = []
-    real_pool = module.ProcessPoolExecutor
-
-    def counted_pool(*args, **kwargs):
-        started.append("process pool")
-        return real_pool(*args, **kwargs)
-
-    monkeypatch.setattr(module, "PROCESS_ARCS", 1)  # every instance counts as big
-    monkeypatch.setattr(module, "ProcessPoolExecutor", counted_pool)
-    monkeypatch.setattr(module.os, "cpu_count", lambda: 2)
-    in_processes = solve(data, method="priced")
-    assert started == ["process pool"]
+    done = subprocess.run([sys.executable, "-c", IN_PROCESSES], input=json.dumps(data), capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    in_processes = answer["plan"]
+    assert answer["pools"] == 1
     assert in_processes == {**in_threads, "stats": {**in_threads["stats"],
                                                      "solve_seconds": in_processes["stats"]["solve_seconds"]}}
+    assert in_processes["stats"]["cars_moved"] > 0
 
 
 def test_progress_hears_each_class_on_the_calling_thread_and_ends_complete() -> None:
