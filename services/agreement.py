@@ -25,7 +25,7 @@ MUTED = (108, 117, 125)
 BRAND = (40, 70, 120)
 RULE = (206, 212, 218)
 _FALLBACK = str.maketrans({"•": "*", "–": "-", "—": "-", "→": "->", "€": "EUR ", "’": "'", "‘": "'", "“": '"',
-                           "”": '"', "…": "..."})
+                           "”": '"', "…": "...", "−": "-"})
 
 
 def render_agreement(view: BookingView, *, policy: Policy, issued_at: datetime | None = None,
@@ -47,12 +47,14 @@ def render_agreement(view: BookingView, *, policy: Policy, issued_at: datetime |
     return bytes(pdf.output())
 
 
-class _Agreement(FPDF):
-    def __init__(self, view: BookingView, company: str) -> None:
+class BrandedPdf(FPDF):
+    """An A4 page in our typefaces and colours: DejaVu Sans when installed (any script in a name), else Helvetica
+    with the characters it lacks spelled in Latin-1. The agreement and the analytics report both build on it."""
+
+    def __init__(self, *, margins: tuple[float, float, float], bottom: float) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self.view, self.company = view, company
-        self.set_margins(18, 16, 18)
-        self.set_auto_page_break(auto=True, margin=18)
+        self.set_margins(*margins)
+        self.set_auto_page_break(auto=True, margin=bottom)
         self.typeface = _load_fonts(self)
 
     def normalize_text(self, text: str) -> str:
@@ -60,15 +62,21 @@ class _Agreement(FPDF):
             text = text.translate(_FALLBACK).encode("latin-1", "replace").decode("latin-1")
         return super().normalize_text(text)
 
+    def use_font(self, size: float, style: str = "", colour: tuple[int, int, int] = INK) -> None:
+        self.set_font(self.typeface, style, size)
+        self.set_text_color(*colour)
+
+
+class _Agreement(BrandedPdf):
+    def __init__(self, view: BookingView, company: str) -> None:
+        super().__init__(margins=(18, 16, 18), bottom=18)
+        self.view, self.company = view, company
+
     def footer(self) -> None:
         self.set_y(-12)
         self.use_font(7.5, colour=MUTED)
         self.cell(0, 4, f"{self.company} · rental agreement {self.view.reference} · page {self.page_no()} of "
                         "{nb}", align="C")
-
-    def use_font(self, size: float, style: str = "", colour: tuple[int, int, int] = INK) -> None:
-        self.set_font(self.typeface, style, size)
-        self.set_text_color(*colour)
 
     def rule(self) -> None:
         self.set_draw_color(*RULE)

@@ -48,46 +48,47 @@ def _time_limit(value: str) -> float:
     return seconds
 
 
-def _rebalance(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, parse: Callable[[Any], Any], solve: Callable[[Any, float], Any],
+         to_dict: Callable[[Any], dict[str, Any]]) -> None:
+    """Read the instance (exit 2 naming the problem), solve, write the answer; exit 1 when there is no plan."""
     try:
-        instance = rebalance.parse_instance(_read_json(args.instance))
+        instance = parse(_read_json(args.instance))
     except ValueError as exc:
         raise CommandError(f"{args.instance}: {exc}") from exc
-    plan = rebalance.plan_rebalancing(instance, time_limit_s=args.time_limit, processes=True)
-    _write_json(rebalance.plan_to_dict(plan), args.out)
+    plan = solve(instance, args.time_limit)
+    _write_json(to_dict(plan), args.out)
     if plan.status not in ("optimal", "feasible"):
         print(f"fleetdesk: {plan.status}: {plan.reason}", file=sys.stderr)
         raise SystemExit(1)
 
 
-def _add_rebalance(actions: argparse._SubParsersAction) -> None:
-    parser = actions.add_parser("rebalance", help="plan overnight moves of cars between branches")
-    parser.add_argument("instance", metavar="INSTANCE.json")
-    parser.add_argument("--out", metavar="PLAN.json", help="write the plan here instead of stdout")
-    parser.add_argument("--time-limit", type=_time_limit, default=30.0, metavar="S",
-                        help="seconds the solver may take (default 30)")
-    parser.set_defaults(func=_rebalance)
+def _rebalance(args: argparse.Namespace) -> None:
+    _run(args, rebalance.parse_instance,
+         lambda instance, seconds: rebalance.plan_rebalancing(instance, time_limit_s=seconds, processes=True),
+         rebalance.plan_to_dict)
 
 
 def _prices(args: argparse.Namespace) -> None:
-    try:
-        instance = prices.parse_instance(_read_json(args.instance))
-    except ValueError as exc:
-        raise CommandError(f"{args.instance}: {exc}") from exc
-    plan = prices.optimise_prices(instance, time_limit_s=args.time_limit)
-    _write_json(prices.plan_to_dict(plan), args.out)
-    if plan.status not in ("optimal", "feasible"):
-        print(f"fleetdesk: {plan.status}: {plan.reason}", file=sys.stderr)
-        raise SystemExit(1)
+    _run(args, prices.parse_instance,
+         lambda instance, seconds: prices.optimise_prices(instance, time_limit_s=seconds), prices.plan_to_dict)
 
 
-def _add_prices(actions: argparse._SubParsersAction) -> None:
-    parser = actions.add_parser("prices", help="propose daily rates per branch, class and day from forecast demand")
-    parser.add_argument("instance", metavar="INSTANCE.json")
-    parser.add_argument("--out", metavar="PRICES.json", help="write the rates here instead of stdout")
-    parser.add_argument("--time-limit", type=_time_limit, default=10.0, metavar="S",
-                        help="seconds the optimiser may take (default 10)")
-    parser.set_defaults(func=_prices)
+def _adder(name: str, help_text: str, out: str, out_help: str, default_limit: float,
+           handler: Callable[[argparse.Namespace], None]) -> Callable[[argparse._SubParsersAction], None]:
+    def add(actions: argparse._SubParsersAction) -> None:
+        parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("instance", metavar="INSTANCE.json")
+        parser.add_argument("--out", metavar=out, help=out_help)
+        parser.add_argument("--time-limit", type=_time_limit, default=default_limit, metavar="S",
+                            help=f"seconds the optimiser may take (default {default_limit:g})")
+        parser.set_defaults(func=handler)
+    return add
+
+
+_add_rebalance = _adder("rebalance", "plan overnight moves of cars between branches", "PLAN.json",
+                        "write the plan here instead of stdout", 30.0, _rebalance)
+_add_prices = _adder("prices", "propose daily rates per branch, class and day from forecast demand", "PRICES.json",
+                     "write the rates here instead of stdout", 10.0, _prices)
 
 
 # One entry per optimiser; a new one adds its `_add_…` function here.

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from app.ui.analytics import format_change, format_value, period_caption
-from services.agreement import (  # the agreement's typefaces and colours
-    _FALLBACK,
-    BRAND,
-    INK,
-    MUTED,
-    _load_fonts,
-)
+from services.agreement import BRAND, MUTED, BrandedPdf  # the agreement's typefaces and colours
 from services.analytics import METRICS, SNAPSHOTS, Overview
 
 BRANCH_ROWS = 60
@@ -24,27 +17,15 @@ _BRANCH_COLUMNS = (("code", "Code", 14), ("name", "Branch", 46), ("utilisation",
                    ("revpac", "RevPAC", 16))
 
 
-class _Report(FPDF):
+class _Report(BrandedPdf):
     def __init__(self, title: str) -> None:
-        super().__init__(orientation="portrait", unit="mm", format="A4")
+        super().__init__(margins=(14, 14, 14), bottom=16)
         self.report_title = title
-        self.set_margins(14, 14, 14)
-        self.set_auto_page_break(auto=True, margin=16)
-        self.typeface = _load_fonts(self)
-
-    def normalize_text(self, text: str) -> str:
-        if self.typeface == "Helvetica":
-            text = text.translate(_FALLBACK).replace("−", "-").encode("latin-1", "replace").decode("latin-1")
-        return super().normalize_text(text)
 
     def footer(self) -> None:
         self.set_y(-11)
         self.use_font(7.5, colour=MUTED)
         self.cell(0, 4, f"{self.report_title} · page {self.page_no()} of {{nb}}", align="C")
-
-    def use_font(self, size: float, style: str = "", colour: tuple[int, int, int] = INK) -> None:
-        self.set_font(self.typeface, style, size)
-        self.set_text_color(*colour)
 
     def heading(self, text: str) -> None:
         self.ln(3)
