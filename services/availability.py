@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -464,52 +464,71 @@ def _when(at: datetime) -> str:
 
 # --- one car --------------------------------------------------------------------------------------------------------
 
+# Why one car cannot take a rental, read from bookings and vehicle_occupancy themselves (not from the search's derived
+# table), so a booking can re-check a car inside its own transaction. Parameters :vehicle, :pickup, :free_until
+# (`_free_until` of the drop-off) and :ignore (a booking left out, or NULL). `CAR_CHECK_LOCKED` also holds the car's
+# row until the transaction ends, so a concurrent check of the same car waits for this one. A caller may run it as a
+# LATERAL subquery of its own query (as creating a booking does) and pass the row to `reason_from_check`.
+CAR_CHECK = f"""
+    SELECT v.license_plate, v.status::text AS status, v.current_location_id,
+           prev.dropoff_location_id AS arrives_at, prev.reference AS arriving_with,
+           nxt.pickup_location_id AS next_from, nxt.reference AS next_reference, nxt.pickup_at AS next_at,
+           clash.period AS clash_period, clash_booking.reference AS clash_reference
+    FROM vehicles v
+    LEFT JOIN LATERAL (
+        SELECT b.dropoff_location_id, b.reference FROM bookings b
+        WHERE b.vehicle_id = v.id AND b.status IN {ACTIVE} AND b.pickup_at < :pickup
+          AND b.id IS DISTINCT FROM :ignore
+        ORDER BY b.pickup_at DESC LIMIT 1
+    ) prev ON true
+    LEFT JOIN LATERAL (
+        SELECT b.pickup_location_id, b.reference, b.pickup_at FROM bookings b
+        WHERE b.vehicle_id = v.id AND b.status IN {ACTIVE} AND b.pickup_at >= :pickup
+          AND b.id IS DISTINCT FROM :ignore
+        ORDER BY b.pickup_at LIMIT 1
+    ) nxt ON true
+    LEFT JOIN LATERAL (
+        SELECT o.period, o.booking_id FROM vehicle_occupancy o
+        WHERE o.vehicle_id = v.id AND o.period && tstzrange(:pickup, :free_until, '[)')
+          AND (CAST(:ignore AS bigint) IS NULL OR o.booking_id IS DISTINCT FROM CAST(:ignore AS bigint))
+        ORDER BY lower(o.period) LIMIT 1
+    ) clash ON true
+    LEFT JOIN bookings clash_booking ON clash_booking.id = clash.booking_id
+    WHERE v.id = :vehicle
+"""
+CAR_CHECK_LOCKED = CAR_CHECK + "    FOR NO KEY UPDATE OF v\n"
+
+
+def car_check_params(vehicle_id: int, pickup_at: datetime, dropoff_at: datetime,
+                     ignore_booking_id: int | None = None) -> dict[str, Any]:
+    """The parameters of `CAR_CHECK` for this car and rental."""
+    _check_period(pickup_at, dropoff_at)
+    return {"vehicle": vehicle_id, "pickup": pickup_at, "free_until": _free_until(dropoff_at),
+            "ignore": ignore_booking_id}
+
+
 def unavailable_reason(session: Session, vehicle_id: int, pickup_location_id: int, dropoff_location_id: int,
                        pickup_at: datetime, dropoff_at: datetime, *, ignore_booking_id: int | None = None,
                        lock: bool = False, branches: dict[int, dict[str, Any]] | None = None) -> str | None:
-    """Why this car cannot take this rental, or None when it can — by the rules of this module, read from the
-    bookings and vehicle_occupancy themselves (not from the search's derived table), so a booking can re-check a
-    car inside its own transaction.
+    """Why this car cannot take this rental, or None when it can (see `CAR_CHECK`).
 
     `ignore_booking_id` leaves one booking out (the one being changed). `lock` holds the car's row until the
-    transaction ends, so a concurrent check of the same car waits for this one. Opening hours are not checked here
-    (see `check_opening_hours`); nor are the past and the longest rental (a booking being extended may have begun).
-    `branches`, when the caller has read them already, are both branches by id, each with its name and timezone.
+    transaction ends. Opening hours are not checked here (see `check_opening_hours`); nor are the past and the
+    longest rental (a booking being extended may have begun). `branches`, when the caller has read them already, are
+    both branches by id, each with its name and timezone.
     """
-    _check_period(pickup_at, dropoff_at)
+    params = car_check_params(vehicle_id, pickup_at, dropoff_at, ignore_booking_id)
     if branches is None:
         branches = _branches(session, [pickup_location_id, dropoff_location_id])
-    row = session.execute(text(f"""
-        SELECT v.license_plate, v.status::text AS status, v.current_location_id,
-               prev.dropoff_location_id AS arrives_at, prev.reference AS arriving_with,
-               nxt.pickup_location_id AS next_from, nxt.reference AS next_reference, nxt.pickup_at AS next_at,
-               clash.period AS clash_period, clash_booking.reference AS clash_reference
-        FROM vehicles v
-        LEFT JOIN LATERAL (
-            SELECT b.dropoff_location_id, b.reference FROM bookings b
-            WHERE b.vehicle_id = v.id AND b.status IN {ACTIVE} AND b.pickup_at < :pickup
-              AND b.id IS DISTINCT FROM :ignore
-            ORDER BY b.pickup_at DESC LIMIT 1
-        ) prev ON true
-        LEFT JOIN LATERAL (
-            SELECT b.pickup_location_id, b.reference, b.pickup_at FROM bookings b
-            WHERE b.vehicle_id = v.id AND b.status IN {ACTIVE} AND b.pickup_at >= :pickup
-              AND b.id IS DISTINCT FROM :ignore
-            ORDER BY b.pickup_at LIMIT 1
-        ) nxt ON true
-        LEFT JOIN LATERAL (
-            SELECT o.period, o.booking_id FROM vehicle_occupancy o
-            WHERE o.vehicle_id = v.id AND o.period && tstzrange(:pickup, :free_until, '[)')
-              AND (CAST(:ignore AS bigint) IS NULL OR o.booking_id IS DISTINCT FROM CAST(:ignore AS bigint))
-            ORDER BY lower(o.period) LIMIT 1
-        ) clash ON true
-        LEFT JOIN bookings clash_booking ON clash_booking.id = clash.booking_id
-        WHERE v.id = :vehicle
-        {"FOR NO KEY UPDATE OF v" if lock else ""}
-    """), {"vehicle": vehicle_id, "pickup": pickup_at, "free_until": _free_until(dropoff_at),
-           "ignore": ignore_booking_id}).mappings().first()
+    row = session.execute(text(CAR_CHECK_LOCKED if lock else CAR_CHECK), params).mappings().first()
     if row is None:
         raise NotFound(f"There is no vehicle with id {vehicle_id}; pick a car from the search.")
+    return reason_from_check(session, row, pickup_location_id, dropoff_location_id, branches)
+
+
+def reason_from_check(session: Session, row: Mapping[str, Any], pickup_location_id: int, dropoff_location_id: int,
+                      branches: dict[int, dict[str, Any]]) -> str | None:
+    """What a `CAR_CHECK` row says against the rental, or None when nothing does."""
     plate = row["license_plate"]
     zone = ZoneInfo(branches[pickup_location_id]["timezone"])
     if row["status"] == "retired":

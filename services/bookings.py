@@ -21,12 +21,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import String, column, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.config import turnaround_minutes
-from db.models import AuditEntry, Booking, BookingStatus, DomainEvent, UserRole, Vehicle, VehicleStatus
+from db.models import Booking, BookingStatus, UserRole, Vehicle, VehicleStatus
 from services import audit, availability, maintenance, pricing, promotions
 from services.actors import Actor, require_role
 from services.eligibility_rules import CarType, Driver, check_rental_dates, ineligibility_reasons
@@ -181,10 +181,11 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
         if existing is not None:
             return BookingResult(existing, created=False)
     _check_times(pickup_at, dropoff_at, now)
-    facts = _load_facts(session, customer_id, vehicle_id, pickup_location_id, dropoff_location_id)
+    facts = _load_facts(session, customer_id, vehicle_id, pickup_location_id, dropoff_location_id, pickup_at,
+                        dropoff_at)
     if facts.customer_role != UserRole.CUSTOMER.value:
         raise NotFound(f"There is no customer {customer_id}; find or create the customer first.")
-    if facts.vehicle_type_id is None:
+    if facts.car_id is None:
         raise NotFound(f"There is no vehicle {vehicle_id}; pick a car from the search.")
     branches = _loaded_branches(facts, pickup_location_id, dropoff_location_id)
     _require_open(branches[pickup_location_id], pickup_at, "pick-up")
@@ -199,12 +200,12 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
         CarType(facts.vehicle_type_name, facts.min_driver_age), pickup_date, dropoff_date)
     if reasons:
         raise InvalidInput("This driver cannot take this car: " + " ".join(reasons))
-    reason = availability.unavailable_reason(session, vehicle_id, pickup_location_id, dropoff_location_id,
-                                             pickup_at, dropoff_at, lock=True, branches=branches)
+    reason = availability.reason_from_check(session, facts._mapping, pickup_location_id, dropoff_location_id,
+                                            branches)
     if reason:
         raise Conflict(reason)
     price = pricing.quote(session, vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at,
-                          extras, customer_id=customer_id, promo_code=promo_code)
+                          extras, customer_id=customer_id, promo_code=promo_code, terms=facts)
     values = {
         "user_id": customer_id, "vehicle_id": vehicle_id, "vehicle_type_id": facts.vehicle_type_id,
         "pickup_location_id": pickup_location_id, "dropoff_location_id": dropoff_location_id,
@@ -227,32 +228,36 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
     return BookingResult(booking, created=True)
 
 
-# Everything a booking checks before it takes the car, in one round trip: the customer, the car with its type and
-# rate, both branches (hours, time zone) and the distance between them for a one-way fee. Left joins, so a missing
+# Everything a booking checks before it takes the car, in one round trip: the customer, the car's type, both branches
+# (hours, time zone), the car's own check (`availability.CAR_CHECK_LOCKED`, which locks the car's row until the
+# booking is written) and what its price is made of (`pricing.TERMS`, the car's rate and type among them). Left joins, so a missing
 # customer, car or branch reads as NULLs and is refused in the order the checks run.
-_FACTS = text("""
+_FACTS = text(" ".join(f"""
     SELECT c.role::text AS customer_role, c.status AS customer_status, c.erased_at, c.date_of_birth,
            coalesce(octet_length(c.licence_number_encrypted), 0) > 0 AS has_licence, c.licence_expiry,
            c.identity_status,
-           v.vehicle_type_id, v.daily_rate, v.currency, t.name AS vehicle_type_name, t.min_driver_age,
+           v.id AS car_id, t.name AS vehicle_type_name, t.min_driver_age,
            p.id AS pickup_id, p.code AS pickup_code, p.name AS pickup_name, p.timezone AS pickup_timezone,
            p.operating_hours AS pickup_hours,
            d.id AS dropoff_id, d.code AS dropoff_code, d.name AS dropoff_name, d.timezone AS dropoff_timezone,
            d.operating_hours AS dropoff_hours,
-           ST_Distance(p.geog, d.geog) / 1000 AS one_way_km
+           car.*, terms.*
     FROM (SELECT 1) one
     LEFT JOIN users c ON c.id = :customer
     LEFT JOIN vehicles v ON v.id = :vehicle
     LEFT JOIN vehicle_types t ON t.id = v.vehicle_type_id
-    LEFT JOIN locations p ON p.id = :pickup
-    LEFT JOIN locations d ON d.id = :dropoff
-""")
+    LEFT JOIN locations p ON p.id = :pickup_location
+    LEFT JOIN locations d ON d.id = :dropoff_location
+    LEFT JOIN LATERAL ({availability.CAR_CHECK_LOCKED}) car ON true
+    LEFT JOIN LATERAL ({pricing.TERMS}) terms ON true
+""".split()))  # on one line: psycopg caches the parsing of statements up to 4 kB only
 
 
 def _load_facts(session: Session, customer_id: int, vehicle_id: int, pickup_location_id: int,
-                dropoff_location_id: int) -> Any:
-    return session.execute(_FACTS, {"customer": customer_id, "vehicle": vehicle_id, "pickup": pickup_location_id,
-                                    "dropoff": dropoff_location_id}).one()
+                dropoff_location_id: int, pickup_at: datetime, dropoff_at: datetime) -> Any:
+    return session.execute(_FACTS, {
+        **pricing.terms_params(vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at, customer_id),
+        **availability.car_check_params(vehicle_id, pickup_at, dropoff_at)}).one()
 
 
 def _loaded_branches(facts: Any, pickup_location_id: int, dropoff_location_id: int) -> dict[int, dict[str, Any]]:
@@ -281,60 +286,46 @@ class _DuplicateKey(Exception):
 
 _BOOKING_COLUMNS = tuple(Booking.__table__.c)
 
-# The booking's columns come back from its INSERT, so the ORM object is loaded in the same round trip.
+# The booking, its audit entry and its event in one round trip (migration 0013); the booking's columns come back, so
+# the ORM object is loaded in the same trip. A clash with the guard comes back as an outcome, not an error.
 _INSERT = text(f"""
-    INSERT INTO bookings (reference, user_id, vehicle_id, vehicle_type_id, pickup_location_id, dropoff_location_id,
-                          pickup_at, dropoff_at, turnaround_minutes, total_price, currency, price_breakdown, status,
-                          payment_status, channel, hold_expires_at, extras, idempotency_key, request_fingerprint,
-                          created_by)
-    VALUES (:reference, :user_id, :vehicle_id, :vehicle_type_id, :pickup_location_id, :dropoff_location_id,
-            :pickup_at, :dropoff_at, :turnaround_minutes, :total_price, :currency, CAST(:price_breakdown AS jsonb),
-            CAST(:status AS booking_status), :payment_status, :channel, :hold_expires_at, CAST(:extras AS text[]),
-            :idempotency_key, :request_fingerprint, :created_by)
-    RETURNING {", ".join(c.name for c in _BOOKING_COLUMNS)}
-""").columns(*_BOOKING_COLUMNS)
-
-
-_INSERT_AUDIT_ENTRY = insert(AuditEntry.__table__)  # Core: the ORM objects of the entry and the event are not needed
-_INSERT_EVENT = insert(DomainEvent.__table__)
+    SELECT {", ".join(f"(o.booking).{c.name}" for c in _BOOKING_COLUMNS)}, o.outcome
+    FROM fd_insert_booking(CAST(:booking AS jsonb), CAST(:actor_id AS integer), :actor_label,
+                           CAST(:changes AS jsonb), CAST(:payload AS jsonb)) o
+""").columns(*_BOOKING_COLUMNS, column("outcome", String))
+_INSERTED = select(Booking, column("outcome", String)).from_statement(_INSERT)
 
 
 def _insert(session: Session, actor: Actor, values: dict[str, Any]) -> Booking:
     """The new booking, with its audit entry and event, or Conflict when the car was taken meanwhile."""
-    booking = _insert_booking(session, values)
-    session.execute(_INSERT_AUDIT_ENTRY, {
-        "actor_id": actor.user_id, "actor_label": actor.label, "action": "booking.created", "entity_type": "booking",
-        "entity_id": str(booking.id), "changes": audit.changes(None, {name: values.get(name) for name in _SNAPSHOT_FIELDS})})
-    payload = {"booking_id": booking.id, "reference": booking.reference, "status": values["status"].value,
-               "vehicle_id": values["vehicle_id"], "pickup_location_id": values["pickup_location_id"],
-               "dropoff_location_id": values["dropoff_location_id"], "pickup_at": values["pickup_at"].isoformat(),
-               "dropoff_at": values["dropoff_at"].isoformat(), "total_price": str(values["total_price"]),
-               "currency": values["currency"]}
-    session.execute(_INSERT_EVENT, {"aggregate_type": "booking", "aggregate_id": str(booking.id),
-                                    "event_type": "booking.created",
-                                    "payload": json.loads(json.dumps(payload, default=str))})
-    return booking
-
-
-def _insert_booking(session: Session, values: dict[str, Any]) -> Booking:
-    params = {**values, "status": values["status"].value, "price_breakdown": json.dumps(values["price_breakdown"])}
+    row = {**values, "status": values["status"].value}
+    changes = json.dumps(audit.changes(None, {name: values.get(name) for name in _SNAPSHOT_FIELDS}))
     for _ in range(5):
-        params["reference"] = _new_reference()
-        try:
-            with session.begin_nested():
-                return session.scalars(select(Booking).from_statement(_INSERT), params).one()
-        except IntegrityError as exc:
-            state = getattr(exc.orig, "sqlstate", None)
-            detail = str(exc.orig)
-            if state == "23P01":
-                raise Conflict(_clash_message(session, values["vehicle_id"], values["pickup_location_id"],
-                                              values["pickup_at"], values["dropoff_at"])) from None
-            if state == "23505" and "bookings_idempotency_key" in detail:
-                raise _DuplicateKey() from None
-            if state == "23505" and "reference" in detail:
-                continue  # a reference drawn twice: draw again
-            raise
+        row["reference"] = _new_reference()
+        payload = {"reference": row["reference"], "status": row["status"], "vehicle_id": values["vehicle_id"],
+                   "pickup_location_id": values["pickup_location_id"],
+                   "dropoff_location_id": values["dropoff_location_id"],
+                   "pickup_at": values["pickup_at"].isoformat(), "dropoff_at": values["dropoff_at"].isoformat(),
+                   "total_price": str(values["total_price"]), "currency": values["currency"]}
+        booking, outcome = session.execute(_INSERTED, {
+            "booking": json.dumps(row, default=_json_value), "actor_id": actor.user_id, "actor_label": actor.label,
+            "changes": changes, "payload": json.dumps(payload)}).one()
+        if outcome == "created":
+            return booking
+        if outcome == "taken":
+            raise Conflict(_clash_message(session, values["vehicle_id"], values["pickup_location_id"],
+                                          values["pickup_at"], values["dropoff_at"]))
+        if outcome == "same_key":
+            raise _DuplicateKey()
+        # "same_reference": a reference drawn twice, draw again
     raise Conflict("Could not draw a unique booking reference; try again.")
+
+
+def _json_value(value: Any) -> str:
+    """Decimals exact, moments in ISO 8601 with their offset (for jsonb_populate_record)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def _clash_message(session: Session, vehicle_id: int, location_id: int, pickup_at: datetime,

@@ -265,25 +265,39 @@ def total_without_extras(list_rate: Decimal, factor_sum: Decimal, multiplier: De
 
 # --- from the database -----------------------------------------------------------------------------------------------
 
-_FACTS = text("""
+# Everything a quote reads, in one round trip: the car and its type, both branches, the fee and distance between
+# them, the multiplier published for the pick-up day, the customer's loyalty tier, and the active rules that can
+# apply within a day of the rental's dates (`rules_for_day` decides per day). Parameters: `terms_params`. A caller
+# may run it as a LATERAL subquery of its own query (as creating a booking does) and pass the row to `quote`.
+TERMS = f"""
     SELECT v.daily_rate, v.currency, v.vehicle_type_id, t.code AS vehicle_type_code,
-           p.timezone, p.vat_rate, p.code AS pickup_code, d.code AS dropoff_code,
-           ST_Distance(p.geog, d.geog) / 1000 AS one_way_km, f.fee AS one_way_fee,
-           pr.multiplier
+           p.timezone, p.vat_rate, ST_Distance(p.geog, d.geog) / 1000 AS one_way_km, f.fee AS one_way_fee,
+           pr.multiplier, lt.code AS tier_code, lt.name AS tier_name, lt.discount_pct AS tier_discount_pct,
+           (SELECT {pricing_rules.rules_json("r")} FROM pricing_rules r
+            WHERE r.active AND (r.vehicle_type_id IS NULL OR r.vehicle_type_id = v.vehicle_type_id)
+              AND (r.location_id IS NULL OR r.location_id = p.id)
+              AND (r.start_date IS NULL OR r.start_date <= local.pickup_day + CAST(:days AS integer))
+              AND (r.end_date IS NULL OR r.end_date >= local.pickup_day - 1)) AS rules
     FROM vehicles v
     JOIN vehicle_types t ON t.id = v.vehicle_type_id
     CROSS JOIN locations p
     CROSS JOIN locations d
+    CROSS JOIN LATERAL (SELECT (CAST(:pickup_at AS timestamptz) AT TIME ZONE p.timezone)::date AS pickup_day) local
     LEFT JOIN one_way_fees f ON f.from_location_id = p.id AND f.to_location_id = d.id
     LEFT JOIN published_rates pr ON pr.location_id = p.id AND pr.vehicle_type_id = v.vehicle_type_id
-                                AND pr.day = (CAST(:pickup_at AS timestamptz) AT TIME ZONE p.timezone)::date
-    WHERE v.id = :vehicle AND p.id = :pickup AND d.id = :dropoff
-""")
+                                AND pr.day = local.pickup_day
+    LEFT JOIN users u ON u.id = CAST(:customer AS integer)
+    LEFT JOIN loyalty_tiers lt ON lt.code = u.loyalty_tier
+    WHERE v.id = :vehicle AND p.id = :pickup_location AND d.id = :dropoff_location
+"""
+_TERMS = text(TERMS)
 
-_LOYALTY = text("""
-    SELECT t.code, t.name, t.discount_pct FROM users u JOIN loyalty_tiers t ON t.code = u.loyalty_tier
-    WHERE u.id = :customer
-""")
+
+def terms_params(vehicle_id: int, pickup_location_id: int, dropoff_location_id: int, pickup_at: datetime,
+                 dropoff_at: datetime, customer_id: int | None) -> dict[str, Any]:
+    """The parameters of `TERMS` for this rental."""
+    return {"vehicle": vehicle_id, "pickup_location": pickup_location_id, "dropoff_location": dropoff_location_id,
+            "pickup_at": pickup_at, "days": rental_days(pickup_at, dropoff_at), "customer": customer_id}
 
 
 def default_one_way_fee(km: float) -> Decimal:
@@ -304,32 +318,29 @@ def one_way(pickup_location_id: int, dropoff_location_id: int, km: float | None,
 def quote(session: Session, vehicle_id: int, pickup_location_id: int, dropoff_location_id: int,
           pickup_at: datetime, dropoff_at: datetime, extras: tuple[str, ...] | list[str] = (), *,
           customer_id: int | None = None, promo_code: str | None = None,
-          promotion: PromotionTerms | None = None) -> Quote:
+          promotion: PromotionTerms | None = None, terms: Any = None) -> Quote:
     """The itemised price of renting this car for this period, with these extras, for this customer and code.
 
-    `promotion` applies terms already redeemed (a booking being changed) instead of checking a code.
+    `promotion` applies terms already redeemed (a booking being changed) instead of checking a code. `terms` is the
+    `TERMS` row of this very rental when the caller has read it already.
     """
     check_extras(extras)
-    row = session.execute(_FACTS, {"vehicle": vehicle_id, "pickup": pickup_location_id,
-                                   "dropoff": dropoff_location_id, "pickup_at": pickup_at}).first()
-    if row is None:
-        raise NotFound("The car or one of the branches does not exist; pick them again from the search.")
     days = rental_days(pickup_at, dropoff_at)
+    row = terms if terms is not None else session.execute(_TERMS, terms_params(
+        vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at, customer_id)).first()
+    if row is None or row.timezone is None:
+        raise NotFound("The car or one of the branches does not exist; pick them again from the search.")
     dates = rental_dates(pickup_at, days, row.timezone)
     currency = row.currency.strip()
     if promo_code is not None and promo_code.strip():
         promotion = promotions.usable_promotion(
             session, promo_code, pickup_at=pickup_at, rental_days=days, vehicle_type_code=row.vehicle_type_code,
             currency=currency, customer_id=customer_id)
-    loyalty = None
-    if customer_id is not None:
-        tier = session.execute(_LOYALTY, {"customer": customer_id}).first()
-        loyalty = Loyalty(tier.code, tier.name, tier.discount_pct) if tier is not None else None
+    loyalty = Loyalty(row.tier_code, row.tier_name, row.tier_discount_pct) if row.tier_code is not None else None
     if promotion is not None and not promotion.fits(days, row.vehicle_type_code):
         promotion = None  # a changed booking that no longer qualifies loses the code
     fee, label = one_way(pickup_location_id, dropoff_location_id, row.one_way_km, row.one_way_fee)
-    rules = pricing_rules.load_rules(session, vehicle_type_ids=[row.vehicle_type_id],
-                                     location_ids=[pickup_location_id], first_day=dates[0], last_day=dates[-1])
+    rules = pricing_rules.rules_from_json(row.rules)
     return price_rental(RentalTerms(
         list_rate=row.daily_rate, currency=currency, vehicle_type_id=row.vehicle_type_id,
         pickup_location_id=pickup_location_id, dates=dates, rules=tuple(rules),

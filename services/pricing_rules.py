@@ -188,6 +188,30 @@ def as_rule(row: PricingRule | Any) -> Rule:
     return Rule(**{f.name: getattr(row, f.name) for f in fields(Rule)})
 
 
+# A rule's columns as JSON with exact values (numbers as text, never JSON floats), for a query that brings the rules
+# of a quote along with its other terms: `rules_json(alias)` in its SELECT, `rules_from_json` on what comes back.
+def rules_json(alias: str) -> str:
+    """A SQL expression: the rows of pricing_rules `alias` as one JSON array, in the order they apply."""
+    a = alias
+    return (f"coalesce(json_agg(json_build_object('id', {a}.id, 'name', {a}.name, 'vehicle_type_id', "
+            f"{a}.vehicle_type_id, 'location_id', {a}.location_id, 'start_date', {a}.start_date, 'end_date', "
+            f"{a}.end_date, 'daily_rate_modifier', {a}.daily_rate_modifier::text, 'seasonal_surcharge_pct', "
+            f"{a}.seasonal_surcharge_pct::text, 'min_days', {a}.min_days, 'max_days', {a}.max_days, 'priority', "
+            f"{a}.priority, 'days_of_week', {a}.days_of_week, 'active', {a}.active) ORDER BY {a}.priority, {a}.id), "
+            "'[]')")
+
+
+def rules_from_json(items: list[dict[str, Any]]) -> list[Rule]:
+    """The rules of a `rules_json` array, in the same order."""
+    return [Rule(id=r["id"], name=r["name"], vehicle_type_id=r["vehicle_type_id"], location_id=r["location_id"],
+                 start_date=date.fromisoformat(r["start_date"]) if r["start_date"] else None,
+                 end_date=date.fromisoformat(r["end_date"]) if r["end_date"] else None,
+                 daily_rate_modifier=Decimal(r["daily_rate_modifier"]),
+                 seasonal_surcharge_pct=Decimal(r["seasonal_surcharge_pct"]), min_days=r["min_days"],
+                 max_days=r["max_days"], priority=r["priority"], days_of_week=r["days_of_week"], active=r["active"])
+            for r in items]
+
+
 def load_rules(session: Session, *, vehicle_type_ids: Iterable[int] | None = None,
                location_ids: Iterable[int] | None = None, first_day: date | None = None,
                last_day: date | None = None) -> list[Rule]:

@@ -122,9 +122,9 @@ def connection_killer(engine, faults_url) -> Iterator[list[str]]:
 
 
 @pytest.mark.parametrize("dies_before", [
-    "INSERT INTO audit_log",  # the booking row and its hold on the car are written, the audit entry is next
-    "INSERT INTO domain_events",  # everything but the outbox event is written
-    "COMMIT",  # create_booking returned; the caller's unit of work is committing
+    "SELECT c.role",  # the customer, car and branches are being read and the car locked for the check
+    "SELECT (o.booking)",  # the car is locked and checked; the booking, its audit entry and event are next
+    "COMMIT",  # create_booking returned (everything written); the caller's unit of work is committing
 ])
 def test_the_database_going_away_mid_booking_leaves_nothing_half_written(engine, faults_url, desk,
                                                                          connection_killer, dies_before):
