@@ -38,6 +38,8 @@ def test_fleet_map_renders_the_map_and_the_status_counts(live_app, page, demo_ur
     page.get_by_role("heading", name="Fleet map").wait_for(timeout=60_000)
     counts = page.locator(".st-key-status-counts [data-testid='stMetric']")
     counts.first.wait_for(timeout=30_000)
+    # the tiles render one by one: wait for the last before reading them (a loaded machine showed only some)
+    counts.locator("[data-testid='stMetricLabel']", has_text="Vehicles shown").wait_for(timeout=30_000)
     shown = {
         counts.nth(i).locator("[data-testid='stMetricLabel']").inner_text().strip():
         counts.nth(i).locator("[data-testid='stMetricValue']").inner_text().strip()
