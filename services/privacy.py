@@ -19,7 +19,9 @@ from db.models import (
     ApiToken,
     AuditEntry,
     Booking,
+    DevMailboxMessage,
     Location,
+    Notification,
     Payment,
     Refund,
     User,
@@ -37,6 +39,8 @@ from services.events import record_event
 
 EXPORT_FORMAT = "fleetdesk.customer-export/1"
 ERASED_NAME = "Erased"
+ERASED_RECIPIENT = "erased"
+ERASED_TEXT = "[erased]"
 # the fields of a customer that identify them; their values are blanked in audit entries on erasure
 PERSONAL_FIELDS = frozenset({"email", "first_name", "last_name", "date_of_birth", "phone", "address",
                              "licence_country", "licence_expiry", "blocked_reason", "_note"})
@@ -48,6 +52,7 @@ class Erasure:
     bookings_kept: int
     payments_kept: int
     audit_entries_redacted: int
+    notifications_redacted: int = 0
 
 
 def export_customer(session: Session, actor: Actor, customer_id: int) -> dict[str, Any]:
@@ -65,6 +70,7 @@ def export_customer(session: Session, actor: Actor, customer_id: int) -> dict[st
         "payments": payments,
         "refunds": _refunds(session, user.id),
         "api_tokens": _tokens(session, user.id),
+        "notifications": _notifications(session, user.id),
         "audit_entries": _audit_entries(session, user.id, bookings, payments),
     }
     audit.record(session, actor, "customer.exported", "customer", user.id, note="personal data exported as JSON")
@@ -95,6 +101,7 @@ def erase_customer(session: Session, actor: Actor, customer_id: int, reason: str
     session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
                     .values(revoked_at=func.now()))
     redacted = _redact_audit_entries(session, user.id)
+    messages = _redact_notifications(session, user.id)
     session.flush()
     audit.record(session, actor, "customer.erased", "customer", user.id, before, {"status": "erased"},
                  note=f"reason: {reason}")
@@ -105,6 +112,7 @@ def erase_customer(session: Session, actor: Actor, customer_id: int, reason: str
         payments_kept=session.scalar(select(func.count(Payment.id)).join(Booking, Booking.id == Payment.booking_id)
                                      .where(Booking.user_id == user.id)) or 0,
         audit_entries_redacted=redacted,
+        notifications_redacted=messages,
     )
 
 
@@ -121,6 +129,20 @@ def _anonymise(user: User) -> None:
     user.status = "erased"
     user.erased_at = datetime.now(UTC)
     user.updated_at = func.now()
+
+
+def _redact_notifications(session: Session, user_id: int) -> int:
+    """Blank the address and text of every message to the customer (sent ones are kept as a record that something was
+    sent, and when); messages still waiting are not sent any more."""
+    mine = select(Notification.id).where(Notification.customer_id == user_id).scalar_subquery()
+    session.execute(update(DevMailboxMessage).where(DevMailboxMessage.notification_id.in_(mine))
+                    .values(recipient=ERASED_RECIPIENT, subject=None, body=ERASED_TEXT))
+    session.execute(update(Notification).where(Notification.customer_id == user_id,
+                                               Notification.status.in_(("queued", "failed")))
+                    .values(status="failed", last_error="not sent: the customer's personal data was erased"))
+    done = session.execute(update(Notification).where(Notification.customer_id == user_id)
+                           .values(recipient=ERASED_RECIPIENT, subject=None, body=ERASED_TEXT, updated_at=func.now()))
+    return done.rowcount or 0
 
 
 def _redact_audit_entries(session: Session, user_id: int) -> int:
@@ -198,6 +220,18 @@ def _tokens(session: Session, user_id: int) -> list[dict[str, Any]]:
     rows = session.execute(
         select(ApiToken.prefix, ApiToken.created_at, ApiToken.expires_at, ApiToken.revoked_at, ApiToken.last_used_at)
         .where(ApiToken.user_id == user_id).order_by(ApiToken.created_at)
+    ).mappings()
+    return [audit.plain(dict(row)) for row in rows]
+
+
+def _notifications(session: Session, user_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Notification.id, Booking.reference.label("booking_reference"), Notification.kind,
+               Notification.category, Notification.channel, Notification.language, Notification.recipient,
+               Notification.subject, Notification.body, Notification.status, Notification.created_at,
+               Notification.sent_at)
+        .outerjoin(Booking, Booking.id == Notification.booking_id).where(Notification.customer_id == user_id)
+        .order_by(Notification.created_at, Notification.id)
     ).mappings()
     return [audit.plain(dict(row)) for row in rows]
 

@@ -50,7 +50,8 @@ def _erase(args: argparse.Namespace) -> None:
     with unit_of_work() as session:
         done = privacy.erase_customer(session, operator(), args.id, args.reason)
     print(f"customer {done.customer_id} erased; {done.bookings_kept} bookings and {done.payments_kept} payments "
-          f"kept under the pseudonymous id {done.customer_id}; {done.audit_entries_redacted} audit entries redacted")
+          f"kept under the pseudonymous id {done.customer_id}; {done.audit_entries_redacted} audit entries and "
+          f"{done.notifications_redacted} messages redacted")
 
 
 def _open_private(path: Path) -> TextIO:

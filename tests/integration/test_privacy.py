@@ -16,7 +16,9 @@ from db.models import (
     AuditEntry,
     Booking,
     BookingStatus,
+    DevMailboxMessage,
     DomainEvent,
+    Notification,
     Payment,
     PaymentStatus,
     Refund,
@@ -81,6 +83,17 @@ def driver(session, desk):
                        status="succeeded", idempotency_key=f"ref-{payment.id}"))
     session.add(ApiToken(user_id=user.id, prefix="fdk_abcd", token_hash=b"h" * 32,
                          expires_at=NOW + timedelta(days=30)))
+    sent = Notification(idempotency_key=f"done-{done.id}", booking_id=done.id, customer_id=user.id,
+                        kind="booking_confirmed", category="transactional", channel="mailbox_email", language="en",
+                        recipient="priya.shah@example.test", subject="Your booking",
+                        body="Dear Priya Shah, your car is booked.", status="sent", sent_at=NOW)
+    waiting = Notification(idempotency_key=f"offer-{user.id}", customer_id=user.id, kind="offer",
+                           category="marketing", channel="mailbox_sms", language="en", recipient="+44 161 496 0777",
+                           body="Priya, 10% off this weekend")
+    session.add_all([sent, waiting])
+    session.flush()
+    session.add(DevMailboxMessage(notification_id=sent.id, medium="email", recipient=sent.recipient,
+                                  subject=sent.subject, body=sent.body))
     session.flush()
     return created
 
@@ -99,6 +112,10 @@ def test_the_export_holds_the_profile_licence_bookings_payments_refunds_and_audi
         == [("120.00", "20.00", "cus_priya")]
     assert [(r["amount"], r["reason"]) for r in export["refunds"]] == [("20.00", "Fuel credit")]
     assert [t["prefix"] for t in export["api_tokens"]] == ["fdk_abcd"]
+    assert [(n["kind"], n["recipient"], n["status"], n["booking_reference"]) for n in export["notifications"]] == [
+        ("booking_confirmed", "priya.shah@example.test", "sent", export["bookings"][0]["reference"]),
+        ("offer", "+44 161 496 0777", "queued", None)]
+    assert export["notifications"][0]["body"] == "Dear Priya Shah, your car is booked."
     assert [e["action"] for e in export["audit_entries"]] == ["customer.created", "customer.updated",
                                                               "customer.identity_checked"]
 
@@ -143,10 +160,15 @@ def test_erasure_anonymises_the_person_and_keeps_bookings_and_payments(session, 
 def test_after_erasure_no_personal_value_is_left_in_the_audit_log_or_the_outbox(session, admin, driver):
     privacy.erase_customer(session, admin, driver.id, "Request of 3 May by email")
     for value in ("priya", "shah", "+44 161 496 0777", "Quay Street", "1988-04-02", LICENCE):
-        for table in ("audit_log", "domain_events", "users"):
+        for table in ("audit_log", "domain_events", "users", "notifications", "dev_mailbox"):
             hits = session.execute(text(f"SELECT count(*) FROM {table} t WHERE t::text ILIKE :v"),
                                    {"v": f"%{value}%"}).scalar()
             assert hits == 0, f"{value} is still in {table}"
+    messages = session.query(Notification).filter_by(customer_id=driver.id).order_by(Notification.id).all()
+    assert [(m.kind, m.status, m.recipient, m.body) for m in messages] == [
+        ("booking_confirmed", "sent", "erased", "[erased]"),  # that it was sent, and when, stays
+        ("offer", "failed", "erased", "[erased]")]  # what was still waiting is never sent
+    assert messages[0].sent_at is not None
     created = session.query(AuditEntry).filter_by(action="customer.created", entity_id=str(driver.id)).one()
     assert created.actor_label  # who did it and when stay
     assert created.changes["email"] == {"redacted": True}
