@@ -39,6 +39,8 @@ try:  # the Kafka relay is optional (services/kafka_relay.py, issue 10 §4)
     from services import kafka_relay
 except ImportError:  # pragma: no cover - only while the relay is not there
     kafka_relay = None  # type: ignore[assignment]
+# what the relay raises when Kafka does not acknowledge (an outage, not a bug)
+_RELAY_DOWN: tuple[type[Exception], ...] = (kafka_relay.KafkaRelayError,) if kafka_relay is not None else ()
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class Worker:
         if relay is None and use_relay_from_env and kafka_relay is not None:
             relay = kafka_relay.KafkaRelay.from_env()
         self.relay = relay
+        self._relay_down: str | None = None  # what the relay last failed with, while Kafka is unreachable
         self.lease: int | None = None
         self._conn: psycopg.Connection | None = None
         self._jobs_due_at = 0.0
@@ -250,8 +253,16 @@ class Worker:
         if self.relay is not None:
             try:
                 result.relayed = self.relay.run_once(self.engine)
-            except Exception:  # Kafka down: the relay keeps its position and tries again next pass
+            except _RELAY_DOWN as down:  # Kafka down: the relay keeps its position and tries again next pass
+                if str(down) != self._relay_down:  # one line when it starts (or says something new), not every pass
+                    log.warning("the Kafka relay is waiting: %s", down)
+                self._relay_down = str(down)
+            except Exception:
                 log.exception("the Kafka relay failed; trying again next pass")
+            else:
+                if self._relay_down is not None:
+                    log.info("the Kafka relay is sending again (%d events this pass)", result.relayed)
+                self._relay_down = None
         return result
 
     def drain(self, *, max_passes: int = 1000) -> PassResult:

@@ -340,3 +340,25 @@ def test_changes_since_reports_fleet_events_after_the_cursor(wengine, desk):
         other = changes.changes_since(session, found.cursor)
         assert not other and other.cursor > found.cursor  # seen, but not a fleet change
     assert booking_id
+
+
+def test_while_kafka_is_unreachable_the_worker_says_so_once_not_every_pass(wengine, desk, caplog):
+    """The relay keeps its position and tries again each pass; the log gets one line when it starts waiting (no
+    traceback: an outage is not a bug), not one per pass."""
+    import logging
+    import socket
+
+    from services.kafka_relay import KafkaRelay, RelayConfig
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    desk.confirmed_booking()
+    relay = KafkaRelay(RelayConfig(dead, relay_name=f"down-{dead[-5:]}", delivery_timeout_s=1.0))
+    caplog.set_level(logging.INFO, logger="services.worker")
+    with worker.Worker(wengine, settings=QUICK, channels=MAILBOX, use_relay_from_env=False, relay=relay) as w:
+        for _ in range(3):
+            assert w.run_once(jobs=False).relayed == 0
+    said = [r for r in caplog.records if r.name == "services.worker" and "Kafka" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING and said[0].exc_info is None
+    assert dead in said[0].getMessage() and "did not acknowledge" in said[0].getMessage()
