@@ -21,11 +21,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, column, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from db.config import turnaround_minutes
+from db.driver import DriverQuery
 from db.models import Booking, BookingStatus, UserRole, Vehicle, VehicleStatus
 from services import audit, availability, maintenance, pricing, promotions
 from services.actors import Actor, require_role
@@ -200,7 +201,7 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
         CarType(facts.vehicle_type_name, facts.min_driver_age), pickup_date, dropoff_date)
     if reasons:
         raise InvalidInput("This driver cannot take this car: " + " ".join(reasons))
-    reason = availability.reason_from_check(session, facts._mapping, pickup_location_id, dropoff_location_id,
+    reason = availability.reason_from_check(session, facts._asdict(), pickup_location_id, dropoff_location_id,
                                             branches)
     if reason:
         raise Conflict(reason)
@@ -232,7 +233,7 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
 # (hours, time zone), the car's own check (`availability.CAR_CHECK_LOCKED`, which locks the car's row until the
 # booking is written) and what its price is made of (`pricing.TERMS`, the car's rate and type among them). Left joins, so a missing
 # customer, car or branch reads as NULLs and is refused in the order the checks run.
-_FACTS = text(" ".join(f"""
+_FACTS = DriverQuery(" ".join(f"""
     SELECT c.role::text AS customer_role, c.status AS customer_status, c.erased_at, c.date_of_birth,
            coalesce(octet_length(c.licence_number_encrypted), 0) > 0 AS has_licence, c.licence_expiry,
            c.identity_status,
@@ -255,9 +256,9 @@ _FACTS = text(" ".join(f"""
 
 def _load_facts(session: Session, customer_id: int, vehicle_id: int, pickup_location_id: int,
                 dropoff_location_id: int, pickup_at: datetime, dropoff_at: datetime) -> Any:
-    return session.execute(_FACTS, {
+    return _FACTS.one_or_none(session, {
         **pricing.terms_params(vehicle_id, pickup_location_id, dropoff_location_id, pickup_at, dropoff_at, customer_id),
-        **availability.car_check_params(vehicle_id, pickup_at, dropoff_at)}).one()
+        **availability.car_check_params(vehicle_id, pickup_at, dropoff_at)})
 
 
 def _loaded_branches(facts: Any, pickup_location_id: int, dropoff_location_id: int) -> dict[int, dict[str, Any]]:
@@ -284,16 +285,13 @@ class _DuplicateKey(Exception):
     pass
 
 
-_BOOKING_COLUMNS = tuple(Booking.__table__.c)
-
 # The booking, its audit entry and its event in one round trip (migration 0013); the booking's columns come back, so
-# the ORM object is loaded in the same trip. A clash with the guard comes back as an outcome, not an error.
-_INSERT = text(f"""
-    SELECT {", ".join(f"(o.booking).{c.name}" for c in _BOOKING_COLUMNS)}, o.outcome
+# its ORM object is made without reading it again. A clash with the guard comes back as an outcome, not an error.
+_INSERT = DriverQuery("""
+    SELECT (o.booking).*, o.outcome
     FROM fd_insert_booking(CAST(:booking AS jsonb), CAST(:actor_id AS integer), :actor_label,
                            CAST(:changes AS jsonb), CAST(:payload AS jsonb)) o
-""").columns(*_BOOKING_COLUMNS, column("outcome", String))
-_INSERTED = select(Booking, column("outcome", String)).from_statement(_INSERT)
+""")
 
 
 def _insert(session: Session, actor: Actor, values: dict[str, Any]) -> Booking:
@@ -307,11 +305,12 @@ def _insert(session: Session, actor: Actor, values: dict[str, Any]) -> Booking:
                    "dropoff_location_id": values["dropoff_location_id"],
                    "pickup_at": values["pickup_at"].isoformat(), "dropoff_at": values["dropoff_at"].isoformat(),
                    "total_price": str(values["total_price"]), "currency": values["currency"]}
-        booking, outcome = session.execute(_INSERTED, {
+        made = _INSERT.one_or_none(session, {
             "booking": json.dumps(row, default=_json_value), "actor_id": actor.user_id, "actor_label": actor.label,
-            "changes": changes, "payload": json.dumps(payload)}).one()
+            "changes": changes, "payload": json.dumps(payload)})
+        outcome = made.outcome if made is not None else None
         if outcome == "created":
-            return booking
+            return _attach(session, made)
         if outcome == "taken":
             raise Conflict(_clash_message(session, values["vehicle_id"], values["pickup_location_id"],
                                           values["pickup_at"], values["dropoff_at"]))
@@ -319,6 +318,17 @@ def _insert(session: Session, actor: Actor, values: dict[str, Any]) -> Booking:
             raise _DuplicateKey()
         # "same_reference": a reference drawn twice, draw again
     raise Conflict("Could not draw a unique booking reference; try again.")
+
+
+def _attach(session: Session, row: Any) -> Booking:
+    """The ORM object of a booking row just written, as if a query had loaded it (its generated period is read
+    only if asked for)."""
+    values = row._asdict()
+    del values["outcome"], values["blocked_period"]
+    booking = Booking(**{**values, "status": BookingStatus(values["status"])})
+    make_transient_to_detached(booking)
+    session.add(booking)
+    return booking
 
 
 def _json_value(value: Any) -> str:
