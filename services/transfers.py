@@ -180,9 +180,11 @@ def get_transfer(session: Session, transfer_id: int) -> TransferView:
 
 
 def list_transfers(session: Session, *, statuses: tuple[str, ...] = ("planned", "in_transit"),
-                   plan_id: int | None = None, location_id: int | None = None, limit: int = 2000) -> pd.DataFrame:
+                   plan_id: int | None = None, location_id: int | None = None, limit: int = 2000,
+                   now: datetime | None = None) -> pd.DataFrame:
     """Transfers for the drivers' coordinator, soonest departure first: car, route, times (with the origin's time
-    zone), plan and cost."""
+    zone), plan and cost; `overdue_minutes` says how long a planned car is past its departure, or a car on the road
+    past its arrival (else empty)."""
     unknown = sorted(set(statuses) - {s.value for s in TransferStatus})
     if unknown:
         raise InvalidInput(f"Unknown transfer status {', '.join(unknown)}; use one of "
@@ -191,7 +193,10 @@ def list_transfers(session: Session, *, statuses: tuple[str, ...] = ("planned", 
         SELECT t.id, 'T' || t.id AS ref, t.status::text AS status, v.license_plate AS plate, v.make, v.model,
                vt.code AS vehicle_type, f.code AS from_code, f.name AS from_name, o.code AS to_code,
                o.name AS to_name, t.depart_at, t.arrive_at, f.timezone, t.distance_km, t.cost, t.currency,
-               t.plan_id, v.status::text AS vehicle_status
+               t.plan_id, v.status::text AS vehicle_status,
+               floor(extract(epoch FROM CAST(:now AS timestamptz) - CASE t.status
+                   WHEN 'planned' THEN t.depart_at WHEN 'in_transit' THEN t.arrive_at END) / 60)::integer
+                   AS overdue_minutes
         FROM transfers t
         JOIN vehicles v ON v.id = t.vehicle_id
         JOIN vehicle_types vt ON vt.id = v.vehicle_type_id
@@ -202,8 +207,20 @@ def list_transfers(session: Session, *, statuses: tuple[str, ...] = ("planned", 
           AND (CAST(:location AS integer) IS NULL OR :location IN (t.from_location_id, t.to_location_id))
         ORDER BY t.status = 'in_transit' DESC, t.depart_at, t.id
         LIMIT :limit
-    """), {"statuses": list(statuses), "plan": plan_id, "location": location_id, "limit": limit})
-    return result_frame(result)
+    """), {"statuses": list(statuses), "plan": plan_id, "location": location_id, "limit": limit,
+           "now": now or datetime.now(UTC)})
+    table = result_frame(result)
+    table["overdue_minutes"] = table["overdue_minutes"].where(table["overdue_minutes"] > 0).astype("Int64")
+    return table
+
+
+def overdue_text(status: str, minutes: int | None) -> str:
+    """'Arrival 2 h 05 min overdue', 'Departure 40 min overdue', or '' when on time."""
+    if minutes is None or pd.isna(minutes) or minutes <= 0:
+        return ""
+    hours, rest = divmod(int(minutes), 60)
+    late = f"{hours} h {rest:02d} min" if hours else f"{rest} min"
+    return f"{'Arrival' if status == 'in_transit' else 'Departure'} {late} overdue"
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------

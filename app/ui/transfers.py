@@ -62,6 +62,16 @@ def metrics(table: pd.DataFrame) -> None:
         st.metric("Planned", f"{int((table['status'] == 'planned').sum()):,}", border=True)
         st.metric("In transit", f"{int((table['status'] == 'in_transit').sum()):,}", border=True)
         st.metric("Cars moved by plans", f"{int(table['plan_id'].notna().sum()):,}", border=True)
+        st.metric("Overdue", f"{int(table['overdue_minutes'].notna().sum()):,}", border=True,
+                  help="Planned cars past their departure time, and cars on the road past their arrival time.")
+    late = table[table["overdue_minutes"].notna()]
+    if not late.empty:
+        st.warning(f"{len(late)} transfer{'s are' if len(late) > 1 else ' is'} overdue: "
+                   + "; ".join(f"{ref} ({plate}) {transfers.overdue_text(status, minutes).lower()}"
+                               for ref, plate, status, minutes in late[["ref", "plate", "status", "overdue_minutes"]]
+                               .head(5).itertuples(index=False))
+                   + ("…" if len(late) > 5 else "") + ". Call the driver, or record the departure or arrival.",
+                   icon=":material/schedule:")
 
 
 def transfer_table(table: pd.DataFrame) -> pd.Series | None:
@@ -70,15 +80,17 @@ def transfer_table(table: pd.DataFrame) -> pd.Series | None:
         departs=[_when(at, zone) for at, zone in zip(table["depart_at"], table["timezone"], strict=True)],
         arrives=[_when(at, zone) for at, zone in zip(table["arrive_at"], table["timezone"], strict=True)],
         plan=table["plan_id"].map(lambda p: "" if pd.isna(p) else f"#{int(p)}"),
+        late=[transfers.overdue_text(status, minutes)
+              for status, minutes in zip(table["status"], table["overdue_minutes"], strict=True)],
     )
     selection = st.dataframe(
         shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
         key=f"{TABLE_KEY}-{st.session_state.get(TABLE_VERSION, 0)}",
-        column_order=["ref", "state", "plate", "make", "model", "vehicle_type", "from_code", "to_code", "departs",
-                      "arrives", "distance_km", "cost", "plan"],
+        column_order=["ref", "state", "late", "plate", "make", "model", "vehicle_type", "from_code", "to_code",
+                      "departs", "arrives", "distance_km", "cost", "plan"],
         column_config={"ref": "Transfer", "state": "Status", "plate": "Plate", "make": "Make", "model": "Model",
                        "vehicle_type": "Type", "from_code": "From", "to_code": "To", "departs": "Departs",
-                       "arrives": "Arrives", "distance_km": st.column_config.NumberColumn("km", format="%.1f"),
+                       "arrives": "Arrives", "late": "Late", "distance_km": st.column_config.NumberColumn("km", format="%.1f"),
                        "cost": st.column_config.NumberColumn("Cost", format="%.2f"), "plan": "Plan"},
     )
     rows = selection.selection.rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -181,6 +182,24 @@ def test_list_transfers_shows_open_ones_soonest_first(session, fleet, world):
     assert list(mine["id"]) == [sooner.id, later.id]
     with pytest.raises(InvalidInput, match="Unknown transfer status"):
         transfers.list_transfers(session, statuses=("lost",))
+
+
+def test_a_transfer_past_its_departure_or_arrival_is_listed_as_overdue(session, fleet, world):
+    planned = _plan(session, fleet, world)  # departs NOW + 2 h, arrives NOW + 4 h
+
+    def overdue(now):
+        listed = transfers.list_transfers(session, now=now)
+        row = listed[listed["id"] == planned.id].iloc[0]
+        return row["status"], row["overdue_minutes"]
+
+    assert pd.isna(overdue(NOW + HOUR)[1])  # not due yet
+    assert overdue(NOW + 2 * HOUR + timedelta(minutes=40)) == ("planned", 40)
+    transfers.depart(session, fleet, planned.id, now=NOW + 3 * HOUR)  # arrival expected 2 h later: NOW + 5 h
+    assert pd.isna(overdue(NOW + 4 * HOUR)[1])
+    assert overdue(NOW + 7 * HOUR + timedelta(minutes=5)) == ("in_transit", 125)
+    assert transfers.overdue_text("in_transit", 125) == "Arrival 2 h 05 min overdue"
+    assert transfers.overdue_text("planned", 40) == "Departure 40 min overdue"
+    assert transfers.overdue_text("planned", None) == ""
 
 
 def test_drive_time_counts_road_distance_and_handovers():
