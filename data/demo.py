@@ -27,7 +27,8 @@ MAX_BRANCHES = 500
 MAX_VEHICLES = 100_000
 MAX_HISTORY_DAYS = 730
 _META_KEY = "demo"
-_LOAD_ORDER = ("vehicle_types", "locations", "users", "vehicles", "bookings", "maintenance_blocks", "transfers")
+_LOAD_ORDER = ("vehicle_types", "locations", "users", "vehicles", "bookings", "maintenance_blocks", "transfers",
+               "turned_away")
 _BIG_TABLES = ("bookings",)  # millions of rows at the largest sizes
 
 

@@ -71,6 +71,7 @@ def build_tables(*, branches: int, vehicles: int, history_days: int, seed: int, 
         "bookings": _booking_rows(bookings, turnaround),
         "maintenance_blocks": _block_rows(state.blocks),
         "transfers": _transfer_rows(state.transfers),
+        "turned_away": _turned_away_rows(requests, served, now_minute),
     }
     facts = {
         "requests": len(requests),
@@ -234,6 +235,20 @@ def _vehicle_rows(fleet: pd.DataFrame, state: fleet_state.FleetState) -> pd.Data
         "last_service_km": pd.Series(state.vehicles["last_service_km"], dtype="Int64").where(serviced),
         "created_at": timestamps(fleet["joins_at"].to_numpy()),
         "updated_at": timestamps(state.vehicles["last_seen"].to_numpy()),
+    })
+
+
+def _turned_away_rows(requests: demand.Requests, served: np.ndarray, now: int) -> pd.DataFrame:
+    """The walk-ins no car was free for, as the desk records them (requests booked online leave no trace)."""
+    lost = np.flatnonzero((served < 0) & requests.desk & (requests.created < now))
+    return pd.DataFrame({
+        "id": np.arange(1, len(lost) + 1),
+        "location_id": requests.branch[lost] + 1,
+        "vehicle_type_id": requests.vtype[lost] + 1,
+        "pickup_at": timestamps(requests.pickup[lost]),
+        "dropoff_at": timestamps(requests.round_dropoff[lost]),
+        "reason": "no_car",
+        "recorded_at": timestamps(requests.created[lost]),
     })
 
 

@@ -677,6 +677,7 @@ class _AnalyticsSums:
     transfers_out: Mapped[int] = mapped_column(Integer)
     transfers_in: Mapped[int] = mapped_column(Integer)
     transfer_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    turned_away: Mapped[int] = mapped_column(Integer)  # 0014
 
 
 class AnalyticsDaily(_AnalyticsSums, Base):
@@ -693,3 +694,20 @@ class AnalyticsMonthly(_AnalyticsSums, Base):
     __tablename__ = "analytics_monthly"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class TurnedAway(Base):
+    """A customer the desk could not serve: lost demand (0014)."""
+
+    __tablename__ = "turned_away"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"))
+    vehicle_type_id: Mapped[int] = mapped_column(ForeignKey("vehicle_types.id"))
+    pickup_at: Mapped[datetime]
+    dropoff_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(8), server_default="desk")
+    recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -108,6 +108,9 @@ METRICS: tuple[MetricSpec, ...] = (
                "Transfers under way or arrived that departed in the period.", higher_is_better=False),
     MetricSpec("transfer_cost", "Transfer cost", "money", "sum(transfer_cost)",
                "Cost of the transfers departing in the period.", higher_is_better=False),
+    MetricSpec("turned_away", "Turned away", "count", "sum(turned_away)",
+               "Customers the desk recorded as turned away (no suitable car, or the price) for a pick-up in the "
+               "period: demand the bookings do not show.", higher_is_better=False),
 )
 SNAPSHOTS: tuple[MetricSpec, ...] = (
     MetricSpec("idle_cars", "Idle cars", "count", "",
@@ -122,7 +125,7 @@ SNAPSHOTS: tuple[MetricSpec, ...] = (
 SPECS = {spec.key: spec for spec in METRICS + SNAPSHOTS}
 _SUMS = ("fleet_days", "rented_days", "maintenance_days", "rentals", "contracted_days", "revenue", "one_way_out",
          "one_way_in", "bookings", "cancellations", "no_shows", "returns", "late_returns", "transfers_out",
-         "transfers_in", "transfer_cost")
+         "transfers_in", "transfer_cost", "turned_away")
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ def by_branch(session: Session, period: AnalyticsFilter, *, as_of: datetime | No
     table = branches.join(metrics.set_index("location_id"), how="left").join(snaps, how="left")
     table = table.join(backlog, how="left").reset_index()
     for column in ("idle_cars", "in_maintenance", "service_backlog", "rentals", "one_way_drift", "cancellations",
-                   "no_shows", "late_returns", "transfers"):
+                   "no_shows", "late_returns", "transfers", "turned_away"):
         table[column] = table[column].fillna(0).astype(int)
     return table.sort_values(["utilisation", "code"], na_position="first", kind="stable").reset_index(drop=True)
 
@@ -575,7 +578,7 @@ FROM days
 GROUP BY day, location_id, vehicle_type_id
 """
 
-# Booking and transfer facts by the branch-local day they happen.
+# Booking, transfer and turned-away facts by the branch-local day they happen.
 _FACTS_SQL = """
 SELECT (b.pickup_at AT TIME ZONE l.timezone)::date AS day, b.pickup_location_id AS location_id,
        v.vehicle_type_id,
@@ -591,7 +594,8 @@ SELECT (b.pickup_at AT TIME ZONE l.timezone)::date AS day, b.pickup_location_id 
        count(*) AS bookings,
        count(*) FILTER (WHERE b.status = 'cancelled') AS cancellations,
        count(*) FILTER (WHERE b.status = 'no_show') AS no_shows,
-       0 AS returns, 0 AS late_returns, 0 AS transfers_out, 0 AS transfers_in, 0 AS transfer_cost
+       0 AS returns, 0 AS late_returns, 0 AS transfers_out, 0 AS transfers_in, 0 AS transfer_cost,
+       0 AS turned_away
 FROM bookings b
 JOIN locations l ON l.id = b.pickup_location_id
 JOIN vehicles v ON v.id = b.vehicle_id
@@ -605,7 +609,7 @@ SELECT (coalesce(b.actual_return_at, b.dropoff_at) AT TIME ZONE l.timezone)::dat
        0, 0, 0,
        count(*),
        count(*) FILTER (WHERE b.actual_return_at > b.dropoff_at + make_interval(mins => :grace)),
-       0, 0, 0
+       0, 0, 0, 0
 FROM bookings b
 JOIN locations l ON l.id = b.dropoff_location_id
 JOIN vehicles v ON v.id = b.vehicle_id
@@ -614,7 +618,7 @@ WHERE b.status = 'completed' AND coalesce(b.actual_return_at, b.dropoff_at) >= :
 GROUP BY 1, 2, 3
 UNION ALL
 SELECT (t.depart_at AT TIME ZONE l.timezone)::date, t.from_location_id, v.vehicle_type_id,
-       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*), 0, coalesce(sum(t.cost), 0)
+       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*), 0, coalesce(sum(t.cost), 0), 0
 FROM transfers t
 JOIN locations l ON l.id = t.from_location_id
 JOIN vehicles v ON v.id = t.vehicle_id
@@ -622,17 +626,24 @@ WHERE t.status IN ('in_transit', 'arrived') AND t.depart_at >= :since_at AND t.d
 GROUP BY 1, 2, 3
 UNION ALL
 SELECT (a.at AT TIME ZONE l.timezone)::date, t.to_location_id, v.vehicle_type_id,
-       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*), 0
+       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*), 0, 0
 FROM transfers t
 CROSS JOIN LATERAL (SELECT coalesce(t.arrived_at, t.arrive_at) AS at) a
 JOIN locations l ON l.id = t.to_location_id
 JOIN vehicles v ON v.id = t.vehicle_id
 WHERE t.status IN ('in_transit', 'arrived') AND a.at >= :since_at AND a.at < :now
 GROUP BY 1, 2, 3
+UNION ALL
+SELECT (a.pickup_at AT TIME ZONE l.timezone)::date, a.location_id, a.vehicle_type_id,
+       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*)
+FROM turned_away a
+JOIN locations l ON l.id = a.location_id
+WHERE a.pickup_at >= :since_at AND a.pickup_at < :now
+GROUP BY 1, 2, 3
 """
 
 _FACT_COLUMNS = ("rentals", "contracted_days", "revenue", "one_way_out", "one_way_in", "bookings", "cancellations",
-                 "no_shows", "returns", "late_returns", "transfers_out", "transfers_in", "transfer_cost")
+                 "no_shows", "returns", "late_returns", "transfers_out", "transfers_in", "transfer_cost", "turned_away")
 
 
 def _rebuild_monthly(session: Session, since: date | None) -> None:

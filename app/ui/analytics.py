@@ -28,6 +28,7 @@ BRANCH_COLUMNS = {
     "adr": "Average daily rate", "alr": "Average length (days)", "one_way_share": "One-way share",
     "cancellations": "Cancellations", "no_shows": "No-shows", "on_time_share": "On-time returns",
     "late_returns": "Late returns", "transfers": "Transfers", "transfer_cost": "Transfer cost",
+    "turned_away": "Turned away",
 }
 
 
@@ -120,6 +121,8 @@ def with_reasons(table: pd.DataFrame, idle_days: int) -> pd.DataFrame:
             parts.append(f"+{row.one_way_drift} cars drifted in")
         elif row.one_way_drift < 0:
             parts.append(f"{row.one_way_drift} cars drifted out")
+        if row.turned_away:
+            parts.append(f"{row.turned_away} customers turned away")
         if row.no_shows or row.cancellations:
             parts.append(f"{row.cancellations + row.no_shows} cancelled or no-show")
         reasons.append(" · ".join(parts))

@@ -24,7 +24,7 @@ from app import resources
 from app.resources import session
 from app.ui import desk
 from app.ui.desk import plain
-from services import availability, booking_views, quotes_bulk
+from services import availability, booking_views, lost_demand, quotes_bulk
 from services.actors import Actor
 from services.availability import Availability, AvailabilityQuery, AvailableVehicle
 from services.booking_views import format_money, local_time
@@ -261,6 +261,7 @@ def free_cars(actor: Actor) -> bool:
         if not found.vehicles:
             st.warning(found.hint or "No car is free for these times; change the search.")
             st.button("Change the search", key="walkin-research", on_click=_edit, args=(1,))
+            turned_away(actor, "no_car")
             return False
         shown = _cars_frame(found, st.session_state.get("walkin_sort") or "price")
         ids = shown["id"].tolist()
@@ -277,7 +278,37 @@ def free_cars(actor: Actor) -> bool:
                      placeholder="Type a plate or a model", on_change=_picked_plate)
         if car is not None:
             st.button(f"Keep {car.license_plate}", key="walkin-keep-car", on_click=close_edit)
+        turned_away(actor, "price")
     return False
+
+
+def turned_away(actor: Actor, likely: str) -> None:
+    """Record a customer who leaves without a car (lost demand, counted on the Analytics page)."""
+    search: Search = st.session_state["walkin_search"]
+    if st.session_state.get("walkin_turned_away") == st.session_state["walkin_key"]:
+        st.caption("This customer is recorded as turned away.")
+        return
+    with st.expander("The customer leaves without a car? Record the lost rental", icon=":material/person_off:"), \
+            st.form("walkin-turned-away", border=False):
+        kinds = list(search.vehicle_types) or resources.vehicle_types()
+        kind = st.selectbox("Vehicle type they wanted", kinds, key="walkin-ta-type")
+        reasons = list(lost_demand.REASONS)
+        why = st.radio("Why they left", reasons, index=reasons.index(likely), format_func=lost_demand.REASONS.get,
+                       horizontal=True, key="walkin-ta-reason")
+        note = st.text_input("Note (optional)", max_chars=lost_demand.NOTE_MAX_CHARS, key="walkin-ta-note",
+                             placeholder="e.g. wanted an automatic")
+        if st.form_submit_button("Record the lost rental", icon=":material/save:"):
+            try:
+                with session() as s:
+                    lost_demand.record_turned_away(
+                        s, actor, location_id=search.pickup_location_id, vehicle_type=kind,
+                        pickup_at=search.pickup_at, dropoff_at=search.dropoff_at, reason=why, note=note)
+            except FleetdeskError as error:
+                st.error(str(error))
+                return
+            st.session_state["walkin_turned_away"] = st.session_state["walkin_key"]
+            st.success(f"Recorded: a {kind} customer at {plain(search.branch_name)} left "
+                       f"({lost_demand.REASONS[why].lower()}). It counts on the Analytics page as turned away.")
 
 
 _CAR_COLUMNS = {"make": "Make", "model": "Model", "year": st.column_config.NumberColumn("Year", format="%d"),

@@ -22,7 +22,7 @@ from fractions import Fraction
 import pytest
 from sqlalchemy import text
 
-from db.models import AnalyticsDaily, BookingStatus, Transfer, TransferStatus, VehicleStatus
+from db.models import AnalyticsDaily, BookingStatus, Transfer, TransferStatus, TurnedAway, VehicleStatus
 from services import analytics
 from services.analytics import AnalyticsFilter
 from services.errors import InvalidInput
@@ -79,6 +79,13 @@ def company(session):
         Transfer(vehicle_id=car1.id, from_location_id=a.id, to_location_id=b.id, depart_at=at(3, 6),
                  arrive_at=at(3, 6, 6), status=TransferStatus.CANCELLED, cost=Decimal("99.00"), currency="GBP",
                  cancelled_at=at(3, 1), cancel_reason="Not needed after all"),
+    ])
+    # walk-ins the desk turned away: one for a compact at A on 3 Mar, one for after the period
+    session.add_all([
+        TurnedAway(location_id=a.id, vehicle_type_id=compact.id, pickup_at=at(3, 3, 10), dropoff_at=at(3, 5, 10),
+                   reason="no_car"),
+        TurnedAway(location_id=b.id, vehicle_type_id=suv.id, pickup_at=at(3, 12, 9), dropoff_at=at(3, 13, 9),
+                   reason="price"),
     ])
     session.flush()
     result = analytics.refresh(session, now=NOW, full=True, late_grace_minutes=GRACE)
@@ -191,6 +198,15 @@ def test_the_branch_table_explains_which_branch_is_under_used(session, company):
     assert (table.loc["ANA", "idle_cars"], table.loc["ANB", "idle_cars"]) == (1, 1)
     assert (table.loc["ANA", "service_backlog"], table.loc["ANB", "service_backlog"]) == (1, 0)  # car3 is out
     assert (table.loc["ANA", "transfers"], table.loc["ANA", "transfer_cost"]) == (1, Decimal("45.50"))
+    assert (table.loc["ANA", "turned_away"], table.loc["ANB", "turned_away"]) == (1, 0)  # B's is after the period
+
+
+def test_customers_turned_away_count_by_the_pick_up_day_asked_for(session, company):
+    assert figures(session)["turned_away"].value == 1
+    later = AnalyticsFilter(date(2026, 3, 11), date(2026, 3, 19), idle_days=5)
+    assert figures(session, later)["turned_away"].value == 1
+    assert figures(session, AnalyticsFilter(MARCH.start, MARCH.end, type_codes=("suv",), idle_days=5))[
+        "turned_away"].value == 0
 
 
 def test_filters_narrow_every_figure_to_branches_and_types(session, company):

@@ -235,6 +235,23 @@ def test_a_whole_walk_in_from_the_search_to_the_keys(page_db):
     assert [s.value for s in at.subheader][:1] == ["1 · Where, when and what"]
 
 
+def test_a_customer_who_leaves_without_a_car_is_recorded_as_lost_demand(page_db):
+    at = search(walk_in(page_db))
+    assert at.dataframe[0].value is not None  # cars were found, but the customer found them too dear
+    assert at.radio(key="walkin-ta-reason").value == "price"
+    at.selectbox(key="walkin-ta-type").select("economy")
+    at.text_input(key="walkin-ta-note").input("wanted it for under £25 a day")
+    at = button(at, "Record the lost rental").click().run()
+    assert not at.exception and not at.error
+    assert any("It counts on the Analytics page as turned away" in s for s in texts(at, "success"))
+    row = scalar(page_db, """SELECT l.code || '/' || t.code || '/' || a.reason || '/' || a.note FROM turned_away a
+                             JOIN locations l ON l.id = a.location_id JOIN vehicle_types t ON t.id = a.vehicle_type_id
+                             ORDER BY a.id DESC LIMIT 1""")
+    assert row == "DAIR/economy/price/wanted it for under £25 a day"
+    at = at.run()
+    assert any("recorded as turned away" in c for c in texts(at, "caption"))  # once per customer
+
+
 def test_going_back_to_a_step_keeps_everything_typed(page_db):
     at = walk_in(page_db)
     start = local_now().replace(minute=0) + timedelta(days=2)
