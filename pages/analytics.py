@@ -33,8 +33,8 @@ ui.headline_tiles(view, currency)
 branches_tab, time_tab, compare_tab, map_tab = st.tabs(["Branches", "Over time", "By branch", "Map"])
 with branches_tab:
     st.caption("Least utilised first. *Why* lists what stands out: idle cars, cars in the workshop or due for "
-               "service, cars drifting in or out on one-way rentals and transfers, lost bookings. Lost demand "
-               "(customers turned away) is not recorded, so it is not shown.")
+               "service, cars drifting in or out on one-way rentals and transfers, customers the desk turned away "
+               "(lost demand), lost bookings.")
     ui.branch_table(ui.with_reasons(view.by_branch, period.idle_days), currency)
 with time_tab:
     ui.over_time_chart(view)

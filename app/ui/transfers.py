@@ -70,7 +70,8 @@ def metrics(table: pd.DataFrame) -> None:
                    + "; ".join(f"{ref} ({plate}) {transfers.overdue_text(status, minutes).lower()}"
                                for ref, plate, status, minutes in late[["ref", "plate", "status", "overdue_minutes"]]
                                .head(5).itertuples(index=False))
-                   + ("…" if len(late) > 5 else "") + ". Call the driver, or record the departure or arrival.",
+                   + (f" and {len(late) - 5} more" if len(late) > 5 else "")
+                   + ". Call the driver, or record the departure or arrival.",
                    icon=":material/schedule:")
 
 
