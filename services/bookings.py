@@ -231,8 +231,8 @@ def create_booking(session: Session, actor: Actor, *, customer_id: int, vehicle_
 
 # Everything a booking checks before it takes the car, in one round trip: the customer, the car's type, both branches
 # (hours, time zone), the car's own check (`availability.CAR_CHECK_LOCKED`, which locks the car's row until the
-# booking is written) and what its price is made of (`pricing.TERMS`, the car's rate and type among them). Left joins, so a missing
-# customer, car or branch reads as NULLs and is refused in the order the checks run.
+# booking is written) and what its price is made of (`pricing.TERMS`, the car's rate and type among them). Left
+# joins, so a missing customer, car or branch reads as NULLs and is refused in the order the checks run.
 _FACTS = DriverQuery(" ".join(f"""
     SELECT c.role::text AS customer_role, c.status AS customer_status, c.erased_at, c.date_of_birth,
            coalesce(octet_length(c.licence_number_encrypted), 0) > 0 AS has_licence, c.licence_expiry,
