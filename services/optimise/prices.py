@@ -14,11 +14,17 @@ or [branch, class, day, ladder step]).
 - **Exact booking limits.** For fixed prices the best accepts of one (branch, class) are a linear programme with
   consecutive-ones columns: a min-cost circulation (OR-Tools SimpleMinCostFlow, in 1/10,000 of a rental) over
   all branches at once. λ follows a subgradient step on the capacity left over; the best evaluated plan is kept.
+- **Climbing.** Classes earn apart, so with every other day fixed the best steps of all classes on one day are
+  exact: each class's revenue at each step by its booking limits, then the dynamic programme over classes. The
+  climb sweeps these day lines, then runs of days where each class shifts by its own number of steps, then small
+  moves of a few cells; a move that failed at a branch waits until something it depends on has changed there.
 - **Exact branches.** A branch small enough (or every branch, given `exact_segments`) is then solved to proven
   optimality by a MIP (SCIP: one binary per ladder step, accepts per step, max_step as transition flows,
   class_order in cumulative form), started from the heuristic plan.
 
 The bound reported is the sum over branches of the MIP's bound where it ran, else the best Lagrangian bound.
+Offline, `bound_branch` proves a much tighter bound per branch (class_order relaxed at the LP's prices, one exact
+MIP per class), to certify how far the plans of big instances are from the optimum.
 """
 
 from __future__ import annotations
@@ -557,29 +563,96 @@ class BranchSolution:
     accept: np.ndarray | None
 
 
-def solve_branch_exactly(instance: PriceInstance, b: int, *, time_limit_s: float,
-                         hint: np.ndarray | None = None, threads: int = 1) -> BranchSolution:
-    """One branch as a MIP (SCIP): the optimum and its proof, or the best plan and bound found in the time."""
-    return _branch_mip(_Data.of(instance.select([b])), 0, time_limit_s, hint, threads)
+@dataclass(frozen=True)
+class BranchBound:
+    """Proven upper bounds on one branch's best revenue: the MIP's LP relaxation, and the Lagrangian bound that
+    relaxes class_order only (None where it did not run). `bound` is the smaller."""
+
+    lp: float
+    lagrangian: float | None
+    classes_proved: int  # classes whose subproblem the MIP solved to optimality (the others count with its bound)
+    seconds: float
+
+    @property
+    def bound(self) -> float:
+        return self.lp if self.lagrangian is None else min(self.lp, self.lagrangian)
 
 
-def _branch_mip(data: _Data, b: int, time_limit_s: float, hint: np.ndarray | None,
-                threads: int = 1) -> BranchSolution:
+def bound_branch(instance: PriceInstance, b: int, *, class_time_limit_s: float) -> BranchBound:
+    """A proven upper bound on branch b's revenue, much tighter than the LP's, for certifying plans offline.
+
+    The MIP's LP relaxation (GLOP) gives a bound and the prices (duals) of its class_order rows. With class_order
+    moved into the objective at those prices (a Lagrangian relaxation, valid for any prices ≥ 0), the classes no
+    longer meet and each is a small MIP of its own (SCIP, one thread): the sum of their optima — or of SCIP's
+    bounds where the time limit cut one short — plus nothing (the rows' right-hand sides are 0) is a bound that
+    knows each class picks one ladder step per day, which the LP does not."""
+    started = time.perf_counter()
+    data = _Data.of(instance.select([b]))
+    present = data.present[0]
+    lp = _branch_model(data, 0, relax=True)
+    if lp.solver.Solve() != pywraplp.Solver.OPTIMAL:
+        raise RuntimeError(f"the LP relaxation of branch {instance.branch_ids[b]} did not solve")
+    lp_bound = lp.solver.Objective().Value()
+    # the cost per class, day and step of class_order at the LP's prices: a row reads Σ x[hi] ≤ Σ x[lo]
+    cost = np.zeros(present.shape + (len(instance.ladder),))
+    for (hi, lo, d, upto, fits), row in lp.order_rows:
+        price = max(0.0, row.dual_value())
+        cost[hi, d, :upto + 1] += price
+        cost[lo, d, fits] -= price
+    total, proved = 0.0, 0
+    for c in np.flatnonzero(present.any(axis=1)).tolist():
+        one = _branch_model(data, 0, classes=[c], order=False, x_cost=cost)
+        one.solver.SetNumThreads(1)
+        one.solver.SetTimeLimit(max(1, int(class_time_limit_s * 1000)))
+        params = pywraplp.MPSolverParameters()
+        params.SetDoubleParam(params.RELATIVE_MIP_GAP, 1e-9)
+        status = one.solver.Solve(params)
+        if status == pywraplp.Solver.OPTIMAL:
+            total += one.solver.Objective().Value()
+            proved += 1
+        elif status == pywraplp.Solver.FEASIBLE:
+            total += one.solver.Objective().BestBound()
+        else:  # no bound from this class: the LP bound stands alone
+            return BranchBound(lp_bound, None, proved, time.perf_counter() - started)
+    # SCIP's optimum is within its feasibility tolerances; a relative hair keeps the bound on the safe side
+    total += 1e-7 * abs(total)
+    return BranchBound(lp_bound, total, proved, time.perf_counter() - started)
+
+
+@dataclass
+class _BranchModel:
+    solver: pywraplp.Solver
+    x: dict[tuple[int, int], list]  # one binary (or [0, 1] in the LP) per ladder step of each segment
+    y: dict[tuple[int, int], list]  # the accepts at each ladder step
+    order_rows: list[tuple[tuple[int, int, int, int, np.ndarray], Any]]  # (hi, lo, day, step, lo's fitting steps)
+
+
+def _branch_model(data: _Data, b: int, *, relax: bool = False, classes: list[int] | None = None,
+                  order: bool = True, x_cost: np.ndarray | None = None) -> _BranchModel:
+    """The exact model of branch b (or of some of its classes): one binary per ladder step, accepts per step capped
+    by the demand and by the fewest cars on the days a start occupies, max_step as transition flows, class_order
+    in cumulative form; `x_cost` [class, day, step] is taken off the objective per chosen step."""
     inst = data.inst
     n_c, n_d, k = data.rate.shape[1:]
-    solver = pywraplp.Solver.CreateSolver("SCIP")
-    present = data.present[b]
+    solver = pywraplp.Solver.CreateSolver("GLOP" if relax else "SCIP")
+    present = data.present[b].copy()
+    if classes is not None:
+        present[np.setdiff1d(np.arange(n_c), classes)] = False
+    cars = np.where(present, inst.capacity[b], np.inf)
     x: dict[tuple[int, int], list] = {}
     y: dict[tuple[int, int], list] = {}
     objective = []
     for c, d in zip(*np.nonzero(present), strict=True):
         c, d = int(c), int(d)
-        x[c, d] = [solver.BoolVar("") for _ in range(k)]
-        y[c, d] = [solver.NumVar(0.0, float(data.demand[b, c, d, j]), "") for j in range(k)]
+        fewest = float(cars[c, d:d + int(inst.rental_days[c])].min())
+        x[c, d] = [solver.NumVar(0.0, 1.0, "") if relax else solver.BoolVar("") for _ in range(k)]
+        y[c, d] = [solver.NumVar(0.0, min(float(data.demand[b, c, d, j]), fewest), "") for j in range(k)]
         solver.Add(solver.Sum(x[c, d]) == 1)
         for j in range(k):
-            solver.Add(y[c, d][j] <= float(data.demand[b, c, d, j]) * x[c, d][j])
+            solver.Add(y[c, d][j] <= y[c, d][j].ub() * x[c, d][j])
             objective.append(float(data.revenue[b, c, d, j]) * y[c, d][j])
+            if x_cost is not None and x_cost[c, d, j] != 0.0:
+                objective.append(-float(x_cost[c, d, j]) * x[c, d][j])
     for c, d in x:
         length = int(inst.rental_days[c])
         starts = [y[c, s] for s in range(max(0, d - length + 1), d + 1) if (c, s) in y]
@@ -590,7 +663,8 @@ def _branch_mip(data: _Data, b: int, time_limit_s: float, hint: np.ndarray | Non
             for i in range(k):
                 solver.Add(solver.Sum([v for (a, _), v in moves.items() if a == i]) == x[c, d - 1][i])
                 solver.Add(solver.Sum([v for (_, e), v in moves.items() if e == i]) == x[c, d][i])
-    if inst.class_order:
+    order_rows = []
+    if inst.class_order and order:
         for d in range(n_d):
             here = [c for c in range(n_c) if present[c, d]]
             ranks = sorted({float(inst.class_rank[c]) for c in here})
@@ -599,10 +673,19 @@ def _branch_mip(data: _Data, b: int, time_limit_s: float, hint: np.ndarray | Non
                     for hi in (c for c in here if inst.class_rank[c] == high_rank):
                         for j in range(k):
                             # if hi sits at step j or below, lo must be at a step whose rate is no higher
-                            fits = [x[lo, d][i] for i in range(k)
-                                    if data.rate[b, lo, d, i] <= data.rate[b, hi, d, j] + data.tolerance]
-                            solver.Add(solver.Sum(x[hi, d][:j + 1]) <= solver.Sum(fits))
+                            fits = data.rate[b, lo, d] <= data.rate[b, hi, d, j] + data.tolerance
+                            row = solver.Add(solver.Sum(x[hi, d][:j + 1])
+                                             <= solver.Sum([x[lo, d][i] for i in np.flatnonzero(fits)]))
+                            order_rows.append(((hi, lo, d, j, fits), row))
     solver.Maximize(solver.Sum(objective))
+    return _BranchModel(solver, x, y, order_rows)
+
+
+def _branch_mip(data: _Data, b: int, time_limit_s: float, hint: np.ndarray | None,
+                threads: int = 1) -> BranchSolution:
+    model = _branch_model(data, b)
+    solver, x, y = model.solver, model.x, model.y
+    n_c, n_d = data.present.shape[1:]
     if hint is not None:
         variables, values = [], []
         for (c, d), row in x.items():
@@ -663,7 +746,7 @@ def optimise_prices(instance: PriceInstance, *, time_limit_s: float,
         level[b] = steps
     small = np.flatnonzero(data.present.sum(axis=(1, 2)) <= exact_segments)
     exact_share = (0.85 if len(small) == len(instance.branch_ids) else 0.5) if len(small) else 0.0
-    heuristic_deadline = started + time_limit_s * (1.0 - exact_share) * 0.9
+    heuristic_deadline = started + time_limit_s * (1.0 - exact_share) * (0.9 if len(small) else 0.93)
     if len(small) == len(instance.branch_ids):
         max_rounds = min(max_rounds, 40)  # the exact MIP follows for every branch: a good start is enough
     level = _sweep_separable(data, level, heuristic_deadline)
@@ -671,7 +754,7 @@ def optimise_prices(instance: PriceInstance, *, time_limit_s: float,
     objective = _revenue(data, level, accept)
     share = 1.0 - exact_share
     report(0.1 * share)
-    bound_deadline = time.perf_counter() + (heuristic_deadline - time.perf_counter()) * 0.25
+    bound_deadline = time.perf_counter() + (heuristic_deadline - time.perf_counter()) * 0.15
     bound, rounds = _bound(data, level, accept, objective, bound_deadline, max_rounds,
                            lambda f: report((0.1 + 0.3 * f) * share))
     level, accept, objective = _climb(data, level, accept, heuristic_deadline,
@@ -736,50 +819,108 @@ def _class_revenue(data: _Data, level: np.ndarray, accept: np.ndarray) -> np.nda
 
 def _climb(data: _Data, level: np.ndarray, accept: np.ndarray, deadline: float,
            progress: Callable[[float], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hill climbing with exact booking limits, every branch at once. A move shifts some cells one or two ladder
-    steps: one class on one day; two classes next in rank on one day (to pass a class_order lock); one class on
-    two days running (to pass a max_step lock). Moves of one batch touch disjoint classes; each is kept where it
-    keeps every rule and its classes then earn more. Until no move helps or time is up."""
-    inst = data.inst
-    n_b, n_c, n_d = level.shape
+    """Hill climbing with exact booking limits, every branch at once, in tiers of moves, each kept where it keeps
+    every rule and earns more: (1) all classes of one day re-chosen at once, exactly (`_Climb.day_line`), and every
+    class shifted by its own number of steps, as far as the ladder goes, on the whole horizon and on each half of it
+    (`_Climb.block_line`); (2) the same on runs of 2–4 days, by up to 3 steps; (3) some cells shifted one
+    or two ladder steps: one class on one day, two classes next in rank on one day, one class on two days running;
+    (4) the same wider: three classes, three days, two classes on two days. A tier runs once nothing before it
+    helps, and after any move of a later tier helped the first runs again. Until no move helps or time is up."""
+    n_d = level.shape[2]
     state = _Climb(data, level.copy(), accept.copy(), _class_revenue(data, level, accept))
-    chain = data.chain.tolist()
-    batches: list[tuple[list[list[int]], list[int]]] = []
-    for parity in (0, 1):
-        singles = [[c] for c in chain[parity::2]]
-        batches += [(singles, [d]) for d in range(n_d)]
-    for offset in (0, 1):
-        pairs = [chain[p:p + 2] for p in range(offset, n_c - 1, 2)]
-        if pairs and inst.class_order:
-            batches += [(pairs, [d]) for d in range(n_d)]
-    if inst.max_step is not None:
-        for parity in (0, 1):
-            singles = [[c] for c in chain[parity::2]]
-            batches += [(singles, [d, d + 1]) for d in range(n_d - 1)]
+    small = _moves(data, classes=2, days=2, n_d=n_d)
+    wide = [move for move in _moves(data, classes=3, days=3, n_d=n_d) if move not in small]
+    blocks = [list(range(d, d + length)) for length in (2, 3, 4) for d in range(n_d - length + 1)]
+    # a class held low by the class above it may need the classes above to rise far, on many days at once
+    halves = [list(range(n_d))] + ([list(range(n_d // 2)), list(range(n_d // 2, n_d))] if n_d > 7 else [])
+    reach = range(1 - len(data.inst.ladder), len(data.inst.ladder))
+    tiers: list[list[Callable[[], bool]]] = [
+        [lambda d=d: state.day_line(d) for d in range(n_d)]
+        + [lambda days=days: state.block_line(days, reach) for days in halves],
+        [lambda days=days: state.block_line(days) for days in blocks],
+        *([lambda units=units, days=days, delta=delta: state.attempt(units, days, delta)
+           for units, days in batches for delta in (1, -1, 2, -2)] for batches in (small, wide)),
+    ]
     started = time.perf_counter()
-    improved = True
-    while improved and time.perf_counter() < deadline:
+    took: dict[tuple[int, int], float] = {}  # how long each move took last time: none starts that would end late
+    tier = 0
+    while time.perf_counter() < deadline:
         improved = False
-        for n, (units, days) in enumerate(batches):
-            for delta in (1, -1, 2, -2):
-                improved |= state.attempt(units, days, delta)
-            if time.perf_counter() > deadline:
-                break
-            progress(min(1.0, max(n / len(batches), (time.perf_counter() - started) / max(1e-9, deadline - started))))
+        for n, move in enumerate(tiers[tier]):
+            before = time.perf_counter()
+            if before + took.get((tier, n), 0.0) > deadline:
+                continue
+            improved |= move()
+            took[tier, n] = time.perf_counter() - before
+            progress((time.perf_counter() - started) / max(1e-9, deadline - started))
+        if improved:
+            tier = 0
+        elif tier == len(tiers) - 1:
+            break
+        else:
+            tier += 1
     progress(1.0)
     return state.level, state.accept, state.earned.sum(axis=1)
 
 
+def _moves(data: _Data, *, classes: int, days: int, n_d: int) -> list[tuple[list[list[int]], list[int]]]:
+    """Batches of moves: runs of up to `classes` classes next in rank on one day (with class_order), one class on
+    runs of up to `days` days (with max_step), and pairs of classes on two days (with both); the runs of one
+    batch are disjoint, so they are tried side by side."""
+    inst = data.inst
+    chain = data.chain.tolist()
+    n_c = len(chain)
+    out: list[tuple[list[list[int]], list[int]]] = []
+    for parity in (0, 1):
+        singles = [[c] for c in chain[parity::2]]
+        out += [(singles, [d]) for d in range(n_d)]
+    if inst.class_order:
+        for width in range(2, min(classes, n_c) + 1):
+            for offset in range(width):
+                runs = [chain[p:p + width] for p in range(offset, n_c - width + 1, width)]
+                if runs:
+                    out += [(runs, [d]) for d in range(n_d)]
+    if inst.max_step is not None:
+        for length in range(2, min(days, n_d) + 1):
+            for parity in (0, 1):
+                singles = [[c] for c in chain[parity::2]]
+                out += [(singles, list(range(d, d + length))) for d in range(n_d - length + 1)]
+        if inst.class_order and classes > 2 and days > 2 and n_c > 1 and n_d > 1:
+            for offset in (0, 1):
+                pairs = [chain[p:p + 2] for p in range(offset, n_c - 1, 2)]
+                out += [(pairs, [d, d + 1]) for d in range(n_d - 1)]
+    return [(units, days) for units, days in out if units]
+
+
 @dataclass
 class _Climb:
+    """The climb's state. A move's outcome at a branch depends only on the steps of its own classes (their revenue,
+    max_step) and of every class on its own days (class_order): a move that failed is not tried again at a branch
+    until one of those has changed, which the version counters tell."""
+
     data: _Data
     level: np.ndarray
     accept: np.ndarray
     earned: np.ndarray  # revenue per [branch, class]
+    class_version: np.ndarray = field(init=False)  # [branch, class], bumped when that class moves
+    day_version: np.ndarray = field(init=False)  # [branch, day], bumped when any class moves on that day
+    failed: dict[tuple, np.ndarray] = field(init=False, default_factory=dict)  # move → versions when it failed
+
+    def __post_init__(self) -> None:
+        self.class_version = np.zeros(self.level.shape[:2], dtype=np.int64)
+        self.day_version = np.zeros((self.level.shape[0], self.level.shape[2]), dtype=np.int64)
 
     def attempt(self, units: list[list[int]], days: list[int], delta: int) -> bool:
         data, inst = self.data, self.data.inst
         n_b, n_c, n_d = self.level.shape
+        key = (tuple(tuple(unit) for unit in units), tuple(days), delta)
+        version = (np.stack([self.class_version[:, unit].sum(axis=1) for unit in units], axis=1)
+                   + self.day_version[:, days].sum(axis=1)[:, None])
+        stale = self.failed.get(key)
+        fresh = np.ones((n_b, len(units)), dtype=bool) if stale is None else stale != version
+        if not fresh.any():
+            return False
+        failed = np.full((n_b, len(units)), -1, dtype=np.int64) if stale is None else stale.copy()
         classes = [c for unit in units for c in unit]
         cells = np.zeros(self.level.shape, dtype=bool)
         cells[:, classes, days[0]:days[-1] + 1] = True
@@ -802,7 +943,10 @@ class _Climb:
                 whole[:, u] &= ~jumps[:, unit].any(axis=1)
         if inst.class_order:
             whole &= self._order_kept(trial, units, days)
+        failed[fresh & ~whole] = version[fresh & ~whole]
+        whole &= fresh
         if not whole.any():
+            self.failed[key] = failed
             return False
         moving = np.zeros((n_b, n_c), dtype=bool)
         for u, unit in enumerate(units):
@@ -813,6 +957,8 @@ class _Climb:
         better = np.zeros((n_b, len(units)), dtype=bool)
         for u, unit in enumerate(units):
             better[:, u] = whole[:, u] & (gain[:, unit].sum(axis=1) > self.earned[:, unit].sum(axis=1) + 1e-6)
+        failed[whole & ~better] = version[whole & ~better]
+        self.failed[key] = failed
         if not better.any():
             return False
         keep = np.zeros((n_b, n_c), dtype=bool)
@@ -828,6 +974,135 @@ class _Climb:
         self.level = final
         self.accept[keep] = tried[keep]
         self.earned[keep] = gain[keep]
+        self.class_version += keep
+        self.day_version[:, days] += keep.any(axis=1)[:, None]
+        return True
+
+    def day_line(self, d: int) -> bool:
+        """Re-choose the steps of every class on day d at once, the other days fixed: each class's revenue at each
+        step is exact (its booking limits solved again), classes earn apart, so a dynamic programme over the
+        classes in rank order (class_order) within the steps max_step leaves open finds the best choice."""
+        data = self.data
+        n_b, n_c, _ = self.level.shape
+        k = len(data.inst.ladder)
+        key = ("day", d)
+        version = self.class_version.sum(axis=1)
+        stale = self.failed.get(key)
+        fresh = np.ones(n_b, dtype=bool) if stale is None else stale != version
+        present = data.present[:, :, d]
+        if not (fresh[:, None] & present).any():
+            return False
+        allowed = _step_bounds(data, self.level, d) & present[..., None] & fresh[:, None, None]
+        earned = np.full((n_b, n_c, k), -np.inf)
+        accepts = []
+        for j in range(k):
+            trial = self.level.copy()
+            trial[:, :, d] = np.where(allowed[:, :, j], j, self.level[:, :, d])
+            change = allowed[:, :, j] & (self.level[:, :, d] != j)  # the current step earns what it earns
+            tried = _best_accepts(data, trial, change, self.accept)
+            earned[:, :, j] = np.where(change, _class_revenue(data, trial, tried),
+                                       np.where(allowed[:, :, j], self.earned, -np.inf))
+            accepts.append(tried)
+        chain = data.chain
+        value = np.where(present[..., None], earned, 0.0)[:, chain]
+        total, path = _order_chain(data, np.where(np.isfinite(value), value, 0.0),
+                                   (np.isfinite(value) | ~present[:, chain, None]), present[:, chain],
+                                   data.rate[:, chain, d])
+        now = np.where(present, self.earned, 0.0).sum(axis=1)
+        better = fresh & np.isfinite(total) & (total > now + 1e-6)
+        failed = np.full(n_b, -1, dtype=np.int64) if stale is None else stale.copy()
+        failed[fresh & ~better] = version[fresh & ~better]
+        self.failed[key] = failed
+        if not better.any():
+            return False
+        steps = np.empty((n_b, n_c), dtype=np.int64)
+        steps[:, chain] = path
+        moved = better[:, None] & present & (steps != self.level[:, :, d])
+        if not moved.any():
+            return False
+        b, c = np.nonzero(moved)
+        j = steps[b, c]
+        self.level[b, c, d] = j
+        stacked = np.stack(accepts)  # [step, branch, class, day]
+        self.accept[b, c] = stacked[j, b, c]
+        self.earned[b, c] = earned[b, c, j]
+        self.class_version += moved
+        self.day_version[:, d] += moved.any(axis=1)
+        return True
+
+    def block_line(self, days: list[int], shifts: range = range(-3, 4)) -> bool:
+        """Shift every class by its own number of ladder steps (clipped at the ends of the ladder) on a run of days
+        at once, the other days fixed: as in `day_line`, each class's revenue per shift is exact and a dynamic
+        programme over the classes in rank order picks the best shifts that keep class_order on every day of the
+        run and max_step at its ends."""
+        data, inst = self.data, self.data.inst
+        n_b, n_c, n_d = self.level.shape
+        k = len(inst.ladder)
+        key = ("block", tuple(days), tuple(shifts))
+        version = self.class_version.sum(axis=1)
+        stale = self.failed.get(key)
+        fresh = np.ones(n_b, dtype=bool) if stale is None else stale != version
+        span = slice(days[0], days[-1] + 1)
+        present = data.present[:, :, span]
+        if not fresh.any():
+            return False
+        options = list(shifts)
+        earned = np.full((n_b, n_c, len(options)), -np.inf)
+        trials, accepts = [], []
+        for s, shift in enumerate(options):
+            trial = self.level.copy()
+            # clipped at the ends of the ladder, which keeps max_step inside the run
+            trial[:, :, span] = np.where(present, np.clip(trial[:, :, span] + shift, 0, k - 1), trial[:, :, span])
+            ok = fresh[:, None] & present.any(axis=2)
+            if inst.max_step is not None:
+                for before, after in ((days[0] - 1, days[0]), (days[-1], days[-1] + 1)):
+                    if before >= 0 and after < n_d:
+                        linked = data.present[:, :, before] & data.present[:, :, after]
+                        ok &= ~linked | (np.abs(trial[:, :, before] - trial[:, :, after]) <= inst.max_step)
+            trial = np.where(ok[..., None], trial, self.level)
+            tried = _best_accepts(data, trial, ok, self.accept) if shift else self.accept
+            earned[:, :, s] = np.where(ok, _class_revenue(data, trial, tried), -np.inf)
+            trials.append(trial)
+            accepts.append(tried)
+        chain = data.chain.tolist()
+        rate = np.take_along_axis(data.rate[:, :, span][:, :, :, None, :],
+                                  np.stack([t[:, :, span] for t in trials], axis=3)[..., None], axis=4)[..., 0]
+        n_s = len(options)
+        step_ok = np.ones((n_b, n_c, n_s, n_s), dtype=bool)
+        for i in range(1, n_c):
+            lo, hi = chain[i - 1], chain[i]
+            if inst.class_order and inst.class_rank[hi] > inst.class_rank[lo]:
+                both = (present[:, lo] & present[:, hi])[:, :, None, None]
+                fits = rate[:, hi, :, None, :] >= rate[:, lo, :, :, None] - data.tolerance  # [b, day, s_lo, s_hi]
+                step_ok[:, i] = (fits | ~both).all(axis=1)
+        value = earned[:, chain]
+        allowed = np.isfinite(value)
+        stuck = ~allowed.any(axis=2)  # classes that cannot move here stay, counted apart
+        allowed[stuck, options.index(0)] = True
+        total, path = _chain_dp(np.where(np.isfinite(value), value, 0.0), allowed, np.ones((n_b, n_c), dtype=bool),
+                                step_ok)
+        now = self.earned.sum(axis=1)
+        rest = np.where(stuck, self.earned[:, chain], 0.0).sum(axis=1)
+        better = fresh & np.isfinite(total) & (total + rest > now + 1e-6)
+        choice = np.empty((n_b, n_c), dtype=np.int64)
+        choice[:, chain] = path
+        final = np.take_along_axis(np.stack(trials, axis=3), choice[:, :, None, None], axis=3)[..., 0]
+        final = np.where(better[:, None, None], final, self.level)
+        if inst.class_order:
+            better &= _order_ok(data, final)  # classes apart in rank but not next in the chain, when some are absent
+        failed = np.full(n_b, -1, dtype=np.int64) if stale is None else stale.copy()
+        failed[fresh & ~better] = version[fresh & ~better]
+        self.failed[key] = failed
+        moved = better[:, None] & (choice != options.index(0))
+        if not moved.any():
+            return False
+        b, c = np.nonzero(moved)
+        picked = choice[b, c]
+        self.level[b, c] = np.stack(trials)[picked, b, c]
+        self.accept[b, c] = np.stack(accepts)[picked, b, c]
+        self.earned[b, c] = earned[b, c, picked]
+        self.class_version += moved
+        self.day_version[:, span] += moved.any(axis=1)[:, None]
         return True
 
     def _order_kept(self, trial: np.ndarray, units: list[list[int]], days: list[int]) -> np.ndarray:

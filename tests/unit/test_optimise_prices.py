@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import itertools
 import random
+import time
 from typing import Any
 
+import numpy as np
 import pytest
 from ortools.linear_solver import pywraplp
 
-from services.optimise.prices import optimise_prices, parse_instance, plan_to_dict
+from services.optimise import prices
+from services.optimise.prices import bound_branch, optimise_prices, parse_instance, plan_to_dict
 
 LADDER = [0.6, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.8]
 
@@ -192,6 +195,22 @@ def test_small_instances_match_an_independent_mip(seed: int) -> None:
     assert check_plan(data, plan) == pytest.approx(exact_mip(data), rel=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_certifying_bound_lies_between_the_optimum_and_the_lp_bound(seed: int) -> None:
+    data = random_instance(200 + seed, branches=1, classes=3, days=4)
+    result = bound_branch(parse_instance(data), 0, class_time_limit_s=30)
+    assert result.lagrangian is not None and result.classes_proved == 3
+    assert exact_mip(data) <= result.lagrangian * (1 + 1e-6)
+    assert result.lagrangian <= result.lp * (1 + 1e-6) and result.bound == min(result.lp, result.lagrangian)
+
+
+def test_without_class_order_the_certifying_bound_is_the_optimum() -> None:
+    # the classes only meet through class_order: with it gone, one exact MIP per class is the exact optimum
+    data = random_instance(210, branches=1, classes=3, days=5, class_order=False)
+    result = bound_branch(parse_instance(data), 0, class_time_limit_s=30)
+    assert result.bound == pytest.approx(exact_mip(data), rel=1e-6)
+
+
 def test_a_large_instance_keeps_every_rule_and_beats_list_price() -> None:
     data = random_instance(7, branches=12, classes=5, days=14)
     plan = solve(data, time_limit_s=5)
@@ -201,6 +220,47 @@ def test_a_large_instance_keeps_every_rule_and_beats_list_price() -> None:
                                          for s in data["segments"]})
     assert revenue > at_list
     assert plan["bound"] >= revenue
+
+
+def climb_state(inst, level):
+    data = prices._Data.of(inst)
+    accept = prices._best_accepts(data, level)
+    return prices._Climb(data, level.copy(), accept, prices._class_revenue(data, level, accept))
+
+
+def test_the_climb_stops_only_where_no_move_helps() -> None:
+    # the climb skips moves that failed before until something they depend on changes: none it skipped may help
+    inst = parse_instance(random_instance(7, branches=6, classes=4, days=7))
+    start = climb_state(inst, np.where(inst.present, inst.ladder.tolist().index(1.0), -1))
+    level, accept, _ = prices._climb(start.data, start.level, start.accept, time.perf_counter() + 60, lambda _: None)
+    after = climb_state(inst, level)
+    assert not any(after.day_line(d) for d in range(inst.horizon_days))
+    assert not any(after.block_line(list(range(d, d + n))) for n in (2, 3, 4) for d in range(inst.horizon_days - n + 1))
+    assert not after.block_line(list(range(inst.horizon_days)), range(-7, 8))
+    for units, days in prices._moves(after.data, classes=3, days=3, n_d=inst.horizon_days):
+        for delta in (1, -1, 2, -2):
+            assert not after.attempt(units, days, delta), (units, days, delta)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_day_line_finds_the_best_steps_of_its_day(seed: int) -> None:
+    data = random_instance(300 + seed, branches=1, classes=3, days=4, ladder=[0.8, 0.9, 1.0, 1.1, 1.25],
+                           max_step=1)
+    inst = parse_instance(data)
+    rng = np.random.default_rng(seed)
+    day = int(rng.integers(0, 4))
+    start = np.full(inst.present.shape, 2)  # list price everywhere keeps both rules
+    state = climb_state(inst, start)
+    state.day_line(day)
+    best = -np.inf
+    for combo in itertools.product(range(5), repeat=3):
+        level = start.copy()
+        level[0, :, day] = combo
+        if prices.rule_breaks(inst, level) == {"max_step": 0, "class_order": 0}:
+            best = max(best, float(prices.evaluate_steps(inst, level)[1][0]))
+    assert prices.rule_breaks(inst, state.level) == {"max_step": 0, "class_order": 0}
+    assert (state.level[0, :, np.arange(4) != day] == 2).all()
+    assert state.earned.sum() == pytest.approx(best, rel=1e-6, abs=1e-3)
 
 
 def test_progress_runs_from_zero_to_one() -> None:
