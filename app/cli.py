@@ -7,12 +7,16 @@ other command (`app/cli_full.py`). An optimiser run is timed whole, start-up inc
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-from collections.abc import Sequence
+import time
 
-from app.commands.base import CommandError, Parser
+STARTED = time.monotonic()  # an optimiser's --time-limit counts from here: start-up, reading and writing included
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from app.commands.base import CommandError, Parser  # noqa: E402
 
 OPTIMISE = "optimise"
 
@@ -30,6 +34,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         parser = Parser(prog="fleetdesk", description="Fleetdesk operations console.")
         optimise.register(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
         args = parser.parse_args(argv)
+        args.started = STARTED
         args.func(args)
     except (CommandError, ValueError) as exc:
         print(f"fleetdesk: error: {exc}", file=sys.stderr)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.commands.base import CommandError
 from services.optimise import prices, rebalance
+
+MIN_SOLVE_SECONDS = 0.5  # however little of the time limit is left, the optimiser gets this
 
 
 def _read_json(path_text: str) -> Any:
@@ -50,12 +53,18 @@ def _time_limit(value: str) -> float:
 
 def _run(args: argparse.Namespace, parse: Callable[[Any], Any], solve: Callable[[Any, float], Any],
          to_dict: Callable[[Any], dict[str, Any]]) -> None:
-    """Read the instance (exit 2 naming the problem), solve, write the answer; exit 1 when there is no plan."""
+    """Read the instance (exit 2 naming the problem), solve, write the answer; exit 1 when there is no plan.
+
+    `--time-limit` bounds the whole command: the optimiser gets what is left after start-up and reading, less twice
+    the reading time for writing the answer (writing takes about that long)."""
+    reading = time.monotonic()
     try:
         instance = parse(_read_json(args.instance))
     except ValueError as exc:
         raise CommandError(f"{args.instance}: {exc}") from exc
-    plan = solve(instance, args.time_limit)
+    read = time.monotonic()
+    spent = read - getattr(args, "started", reading)
+    plan = solve(instance, max(MIN_SOLVE_SECONDS, args.time_limit - spent - 2 * (read - reading) - 0.05))
     _write_json(to_dict(plan), args.out)
     if plan.status not in ("optimal", "feasible"):
         print(f"fleetdesk: {plan.status}: {plan.reason}", file=sys.stderr)
@@ -80,7 +89,8 @@ def _adder(name: str, help_text: str, out: str, out_help: str, default_limit: fl
         parser.add_argument("instance", metavar="INSTANCE.json")
         parser.add_argument("--out", metavar=out, help=out_help)
         parser.add_argument("--time-limit", type=_time_limit, default=default_limit, metavar="S",
-                            help=f"seconds the optimiser may take (default {default_limit:g})")
+                            help=f"seconds the whole command may take, reading and writing included (default "
+                                 f"{default_limit:g})")
         parser.set_defaults(func=handler)
     return add
 

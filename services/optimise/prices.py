@@ -746,7 +746,7 @@ def optimise_prices(instance: PriceInstance, *, time_limit_s: float,
         level[b] = steps
     small = np.flatnonzero(data.present.sum(axis=(1, 2)) <= exact_segments)
     exact_share = (0.85 if len(small) == len(instance.branch_ids) else 0.5) if len(small) else 0.0
-    heuristic_deadline = started + time_limit_s * (1.0 - exact_share) * (0.9 if len(small) else 0.93)
+    heuristic_deadline = started + time_limit_s * (1.0 - exact_share) * 0.9
     if len(small) == len(instance.branch_ids):
         max_rounds = min(max_rounds, 40)  # the exact MIP follows for every branch: a good start is enough
     level = _sweep_separable(data, level, heuristic_deadline)
@@ -848,7 +848,9 @@ def _climb(data: _Data, level: np.ndarray, accept: np.ndarray, deadline: float,
         improved = False
         for n, move in enumerate(tiers[tier]):
             before = time.perf_counter()
-            if before + took.get((tier, n), 0.0) > deadline:
+            # a move not made yet is expected to take as long as the slowest of its tier so far
+            expected = took.get((tier, n), max((t for (k, _), t in took.items() if k == tier), default=0.0))
+            if before + expected > deadline:
                 continue
             improved |= move()
             took[tier, n] = time.perf_counter() - before
