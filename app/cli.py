@@ -16,7 +16,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
-from app.commands.base import CommandError, Parser  # noqa: E402
+from app.commands.base import CommandError, Parser, unexpected  # noqa: E402
 
 OPTIMISE = "optimise"
 
@@ -42,13 +42,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fleetdesk: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # the last net: one line for the person, the traceback only when asked for
-        if os.environ.get("FLEETDESK_DEBUG"):
-            raise
-        first = str(exc).strip().splitlines()
-        print(f"fleetdesk: unexpected error: {exc.__class__.__name__}: {first[0] if first else ''} "
-              "(run again with FLEETDESK_DEBUG=1 for the details)", file=sys.stderr)
-        return 1
+    except Exception as exc:  # the last net
+        return unexpected(exc)
     return 0
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from app.commands.base import Parser
+from app.commands.base import Parser, first_line, unexpected
 from app.commands.common import CommandError, operator, require_migrated, unit_of_work, unreachable, up_target
 from db import cluster, migrate
 from db.config import PROJECT_ROOT, database_target, fleetdesk_home
@@ -176,25 +176,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"fleetdesk: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, CommandError | ValueError) else 1
     except OperationalError as exc:
-        print(f"fleetdesk: error: the database cannot be reached ({_first_line(exc)}); "
+        print(f"fleetdesk: error: the database cannot be reached ({first_line(exc)}); "
               "run `fleetdesk db status`", file=sys.stderr)
         return 1
     except ProgrammingError as exc:
-        print(f"fleetdesk: error: the database refused the request ({_first_line(exc)}); "
+        print(f"fleetdesk: error: the database refused the request ({first_line(exc)}); "
               "is it migrated? run `fleetdesk db migrate`", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fleetdesk: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # the last net: one line for the person, the traceback only when asked for
-        if os.environ.get("FLEETDESK_DEBUG"):
-            raise
-        print(f"fleetdesk: unexpected error: {exc.__class__.__name__}: {_first_line(exc)} "
-              "(run again with FLEETDESK_DEBUG=1 for the details)", file=sys.stderr)
-        return 1
+    except Exception as exc:  # the last net
+        return unexpected(exc)
     return 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__

@@ -91,7 +91,7 @@ class AvailabilityQuery:
     limit: int = DEFAULT_LIMIT
 
     def __post_init__(self) -> None:
-        _check_period(self.pickup_at, self.dropoff_at)
+        check_period(self.pickup_at, self.dropoff_at)
         has_point = self.lat is not None or self.lon is not None
         if self.pickup_location_id is not None and has_point:
             raise InvalidInput("Search either at a pick-up branch or around a point (lat and lon), not both; "
@@ -119,7 +119,8 @@ class AvailabilityQuery:
         return self.pickup_location_id is None
 
 
-def _check_period(pickup_at: Any, dropoff_at: Any) -> None:
+def check_period(pickup_at: Any, dropoff_at: Any) -> None:
+    """Raise InvalidInput unless both are moments with a time zone and the drop-off comes after the pick-up."""
     for value, name in ((pickup_at, "pick-up"), (dropoff_at, "drop-off")):
         if not isinstance(value, datetime):
             raise InvalidInput(f"The {name} must be a date and time, not {value!r}.")
@@ -502,7 +503,7 @@ CAR_CHECK_LOCKED = CAR_CHECK + "    FOR NO KEY UPDATE OF v\n"
 def car_check_params(vehicle_id: int, pickup_at: datetime, dropoff_at: datetime,
                      ignore_booking_id: int | None = None) -> dict[str, Any]:
     """The parameters of `CAR_CHECK` for this car and rental."""
-    _check_period(pickup_at, dropoff_at)
+    check_period(pickup_at, dropoff_at)
     return {"vehicle": vehicle_id, "pickup": pickup_at, "free_until": _free_until(dropoff_at),
             "ignore": ignore_booking_id}
 
@@ -566,7 +567,7 @@ def is_available(session: Session, vehicle_id: int, pickup_location_id: int, dro
 def check_opening_hours(session: Session, pickup_location_id: int, dropoff_location_id: int, pickup_at: datetime,
                         dropoff_at: datetime) -> None:
     """Raise InvalidInput, saying when it opens, if the pick-up or drop-off branch is closed at that time."""
-    _check_period(pickup_at, dropoff_at)
+    check_period(pickup_at, dropoff_at)
     branches = _branches(session, [pickup_location_id, dropoff_location_id])
     _require_open(branches[pickup_location_id], pickup_at, "pick-up")
     _require_open(branches[dropoff_location_id], dropoff_at, "drop-off")
@@ -588,7 +589,7 @@ def free_counts(session: Session, pickup_at: datetime, dropoff_at: datetime, *,
     here. One row per branch and type, zeros included: location_id, code, name, lat, lon, vehicle_type, free. No
     location_ids or type_codes (None or empty) means every branch or every type.
     """
-    _check_period(pickup_at, dropoff_at)
+    check_period(pickup_at, dropoff_at)
     _check_timing(pickup_at, dropoff_at, _aware_now(now))
     ids = sorted({int(i) for i in location_ids or ()}) or None  # none given: every branch
     if ids is not None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from db.models import Location, TurnedAway, UserRole, VehicleType
 from services import audit
 from services.actors import Actor, require_role
+from services.availability import check_period
 from services.errors import InvalidInput, NotFound
 from services.events import record_event
 
@@ -34,11 +35,7 @@ def record_turned_away(session: Session, actor: Actor, *, location_id: int, vehi
     require_role(actor, UserRole.DESK_AGENT, doing="record customers turned away")
     if reason not in REASONS:
         raise InvalidInput(f"Say why the customer left: one of {', '.join(REASONS)}.")
-    for name, value in (("pick-up", pickup_at), ("drop-off", dropoff_at)):
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise InvalidInput(f"The {name} time asked for must include its time zone.")
-    if dropoff_at <= pickup_at:
-        raise InvalidInput("The drop-off asked for must be after the pick-up.")
+    check_period(pickup_at, dropoff_at)
     if dropoff_at - pickup_at > timedelta(days=731):
         raise InvalidInput("A rental asked for lasts at most two years; check the dates.")
     note = (note or "").strip()

@@ -230,12 +230,10 @@ def load_rules(session: Session, *, vehicle_type_ids: Iterable[int] | None = Non
     if first_day is not None:
         conditions.append("(end_date IS NULL OR end_date >= :first_day)")
         params["first_day"] = first_day
-    rows = session.execute(text(f"""
-        SELECT id, name, vehicle_type_id, location_id, start_date, end_date, daily_rate_modifier,
-               seasonal_surcharge_pct, min_days, max_days, priority, days_of_week, active
-        FROM pricing_rules WHERE {' AND '.join(conditions)} ORDER BY priority, id
-    """), params)
-    return [as_rule(row) for row in rows]
+    rules = session.execute(text(f"""
+        SELECT {rules_json("r")} FROM pricing_rules r WHERE {' AND '.join(conditions)}
+    """), params).scalar_one()
+    return rules_from_json(rules)
 
 
 def all_rules(session: Session) -> list[PricingRule]:

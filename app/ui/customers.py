@@ -15,6 +15,7 @@ import streamlit as st
 
 from app import resources
 from app.resources import session
+from app.ui import desk
 from db.models import UserRole
 from services import customers, identity, privacy
 from services.actors import Actor
@@ -29,14 +30,11 @@ IDENTITY_LABELS = {"unverified": "Not checked yet", "verified": "Verified in per
 
 
 def flash(message: str) -> None:
-    """Show the message after the rerun that redraws the page with the change."""
-    st.session_state[FLASH_KEY] = message
-    st.rerun()
+    desk.flash(FLASH_KEY, message)
 
 
 def show_flash() -> None:
-    if message := st.session_state.pop(FLASH_KEY, None):
-        st.success(message)
+    desk.show_flash(FLASH_KEY)
 
 
 def results_frame(found: list[Customer]) -> pd.DataFrame:

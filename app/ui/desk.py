@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -39,6 +40,13 @@ def flash(key: str, message: str) -> None:
 def show_flash(key: str) -> None:
     if message := st.session_state.pop(key, None):
         st.success(message)
+
+
+def short_time(at: datetime | None, zone: str) -> str:
+    """'Thu 26 Nov 14:05' on the branch's clock, for tables; empty when there is no moment."""
+    if at is None or pd.isna(at):
+        return ""
+    return f"{pd.Timestamp(at).tz_convert(ZoneInfo(zone)):%a %d %b %H:%M}"
 
 
 def branches() -> pd.DataFrame:

@@ -6,12 +6,12 @@ Times are typed and shown in the vehicle's branch time zone.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
 
 from app.resources import session
+from app.ui import desk
 from app.ui.maps import STATUS_LABELS
 from services import maintenance, vehicles
 from services.actors import Actor
@@ -41,7 +41,7 @@ def due_queue(queue: pd.DataFrame) -> str | None:
         days=queue["days_since"].round().astype(int).map("{:,}".format) + " / "
         + queue["interval_days"].map("{:,}".format),
         status=queue["status"].map(STATUS_LABELS), branch_code=queue["branch_code"].fillna("on the road"),
-        booked=[_when(at, zone) + (" (in progress)" if state == "in_progress" else "") if at is not None else ""
+        booked=[desk.short_time(at, zone) + (" (in progress)" if state == "in_progress" else "") if at is not None else ""
                 for at, zone, state in zip(queue["block_start"].where(queue["block_start"].notna(), None),
                                            queue["timezone"], queue["block_status"], strict=True)],
     )
@@ -110,8 +110,8 @@ def schedule_form(actor: Actor, plates: list[str]) -> BlockView | None:
 def blocks_table(blocks: pd.DataFrame) -> pd.Series | None:
     """Blocks in progress and coming up; returns the selected one."""
     shown = blocks.assign(
-        starts=[_when(at, zone) for at, zone in zip(blocks["start_at"], blocks["timezone"], strict=True)],
-        ends=[_when(at, zone) for at, zone in zip(blocks["end_at"], blocks["timezone"], strict=True)],
+        starts=[desk.short_time(at, zone) for at, zone in zip(blocks["start_at"], blocks["timezone"], strict=True)],
+        ends=[desk.short_time(at, zone) for at, zone in zip(blocks["end_at"], blocks["timezone"], strict=True)],
         state=blocks["status"].str.replace("_", " ").str.capitalize(),
         car=blocks["vehicle_status"].map(STATUS_LABELS),
     )
@@ -159,8 +159,3 @@ def block_actions(actor: Actor, block: pd.Series) -> str | None:
         st.error(str(error))
     return None
 
-
-def _when(at: datetime | None, zone: str) -> str:
-    if at is None or pd.isna(at):
-        return ""
-    return f"{pd.Timestamp(at).tz_convert(ZoneInfo(zone)):%a %d %b %H:%M}"

@@ -14,6 +14,7 @@ import streamlit as st
 
 from app import resources
 from app.resources import session
+from app.ui import desk
 from app.ui.maps import graticule_layer, label_layer, view_for
 from services import demand
 from services import rebalance_planning as rp
@@ -53,13 +54,11 @@ def forget() -> None:
 
 def flash(message: str) -> None:
     forget()
-    st.session_state[FLASH_KEY] = message
-    st.rerun()
+    desk.flash(FLASH_KEY, message)
 
 
 def show_flash() -> None:
-    if message := st.session_state.pop(FLASH_KEY, None):
-        st.success(message)
+    desk.show_flash(FLASH_KEY)
 
 
 # --- the horizon and supply ------------------------------------------------------------------------------------------

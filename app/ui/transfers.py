@@ -4,14 +4,12 @@ Times are shown in the origin branch's time zone."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 import pandas as pd
 import streamlit as st
 
 from app import resources
 from app.resources import session
+from app.ui import desk
 from services import transfers
 from services.actors import Actor
 from services.errors import FleetdeskError
@@ -33,13 +31,11 @@ def flash(message: str) -> None:
     resources.forget_vehicle_data()
     # The rows move after a change, so a kept selection would be another transfer: a new table, nothing selected.
     st.session_state[TABLE_VERSION] = st.session_state.get(TABLE_VERSION, 0) + 1
-    st.session_state[FLASH_KEY] = message
-    st.rerun()
+    desk.flash(FLASH_KEY, message)
 
 
 def show_flash() -> None:
-    if message := st.session_state.pop(FLASH_KEY, None):
-        st.success(message)
+    desk.show_flash(FLASH_KEY)
 
 
 def filters() -> tuple[tuple[str, ...], int | None]:
@@ -78,8 +74,8 @@ def metrics(table: pd.DataFrame) -> None:
 def transfer_table(table: pd.DataFrame) -> pd.Series | None:
     shown = table.assign(
         state=table["status"].map(STATUS_LABELS),
-        departs=[_when(at, zone) for at, zone in zip(table["depart_at"], table["timezone"], strict=True)],
-        arrives=[_when(at, zone) for at, zone in zip(table["arrive_at"], table["timezone"], strict=True)],
+        departs=[desk.short_time(at, zone) for at, zone in zip(table["depart_at"], table["timezone"], strict=True)],
+        arrives=[desk.short_time(at, zone) for at, zone in zip(table["arrive_at"], table["timezone"], strict=True)],
         plan=table["plan_id"].map(lambda p: "" if pd.isna(p) else f"#{int(p)}"),
         late=[transfers.overdue_text(status, minutes)
               for status, minutes in zip(table["status"], table["overdue_minutes"], strict=True)],
@@ -126,8 +122,3 @@ def actions(actor: Actor, row: pd.Series) -> str | None:
         st.error(str(error))
     return None
 
-
-def _when(at: datetime | None, zone: str) -> str:
-    if at is None or pd.isna(at):
-        return ""
-    return f"{pd.Timestamp(at).tz_convert(ZoneInfo(zone)):%a %d %b %H:%M}"

@@ -14,6 +14,7 @@ import streamlit as st
 
 from app import resources
 from app.resources import session
+from app.ui import desk
 from app.ui.maps import STATUS_LABELS
 from db.models import UserRole, VehicleStatus
 from services import vehicle_import, vehicles
@@ -34,13 +35,11 @@ TEMPLATE = ("vin,license_plate,make,model,year,vehicle_type,branch,daily_rate,od
 def flash(message: str) -> None:
     """Show the message after the rerun that redraws the page with the change."""
     resources.forget_vehicle_data()
-    st.session_state[FLASH_KEY] = message
-    st.rerun()
+    desk.flash(FLASH_KEY, message)
 
 
 def show_flash() -> None:
-    if message := st.session_state.pop(FLASH_KEY, None):
-        st.success(message)
+    desk.show_flash(FLASH_KEY)
 
 
 def vehicle_table(table: pd.DataFrame, *, compact: bool = False) -> str | None:
