@@ -9,6 +9,7 @@ from typing import Any
 
 from services.crypto import normalise_licence_number
 from services.errors import InvalidInput
+from services.notifications.rendering import available_languages
 
 MIN_CUSTOMER_AGE = 16
 NOTE_MAX_CHARS = 500
@@ -16,7 +17,7 @@ LIMITS = {"email": 254, "first_name": 80, "last_name": 80, "phone": 32, "address
 LABELS = {"email": "email", "first_name": "first name", "last_name": "last name", "date_of_birth": "date of birth",
           "phone": "phone number", "address": "address", "licence_number": "licence number",
           "licence_country": "licence country", "licence_expiry": "licence expiry date",
-          "marketing_opt_in": "marketing consent"}
+          "marketing_opt_in": "marketing consent", "preferred_language": "message language"}
 PROFILE_FIELDS = tuple(LABELS)
 REQUIRED_FIELDS = ("email", "first_name", "last_name", "date_of_birth")
 
@@ -149,6 +150,17 @@ def _marketing(raw: Any, required: bool) -> bool:
     return raw
 
 
+def _preferred_language(raw: Any, required: bool) -> str | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    value = raw.strip().lower() if isinstance(raw, str) else ""
+    choices = available_languages()
+    if value not in choices:
+        raise _Problem(f"Choose the {LABELS['preferred_language']} from: {', '.join(choices)} "
+                       "(or leave it empty for the branch's language).")
+    return value
+
+
 def _strict_date(field: str, raw: Any) -> date:
     if isinstance(raw, datetime) or not isinstance(raw, date):
         raise _Problem(f"The {LABELS[field]} must be a date (day, month and year).")
@@ -159,6 +171,7 @@ _CLEANERS = {
     "email": _email, "first_name": _name("first_name"), "last_name": _name("last_name"),
     "date_of_birth": _date_of_birth, "phone": _phone, "address": _address, "licence_number": _licence_number,
     "licence_country": _licence_country, "licence_expiry": _licence_expiry, "marketing_opt_in": _marketing,
+    "preferred_language": _preferred_language,
 }
 
 

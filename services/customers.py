@@ -69,6 +69,7 @@ class Customer:
     identity_checked_by: str | None  # the checker's email, when a signed-in person checked
     blocked_reason: str | None
     marketing_opt_in: bool
+    preferred_language: str | None  # None: messages in the branch's own language
     erased_at: datetime | None
     created_at: datetime | None
 
@@ -103,13 +104,15 @@ def create_customer(
     session: Session, actor: Actor, *, email: str, first_name: str, last_name: str, date_of_birth: date | None,
     phone: str | None = None, address: str | None = None, licence_number: str | None = None,
     licence_country: str | None = None, licence_expiry: date | None = None, marketing_opt_in: bool = False,
+    preferred_language: str | None = None,
 ) -> Customer:
     """Add a customer after checking every field; all problems are reported at once."""
     require_role(actor, UserRole.DESK_AGENT, doing="create customers")
     values = clean_fields(dict(email=email, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth,
                          phone=phone, address=address, licence_number=licence_number,
                          licence_country=licence_country, licence_expiry=licence_expiry,
-                         marketing_opt_in=marketing_opt_in), required=REQUIRED_FIELDS)
+                         marketing_opt_in=marketing_opt_in, preferred_language=preferred_language),
+                          required=REQUIRED_FIELDS)
     check_licence_complete(values)
     cipher = LicenceCipher.from_environment() if values["licence_number"] else None
     _refuse_duplicates(session, values, cipher, customer_id=None)
@@ -351,7 +354,8 @@ def _view(session: Session, user: User, cipher: LicenceCipher | None, *, with_ch
         licence_masked=masked, licence_country=user.licence_country, licence_expiry=user.licence_expiry,
         identity_status=user.identity_status, identity_checked_at=user.identity_checked_at,
         identity_checked_by=checked_by, blocked_reason=user.blocked_reason,
-        marketing_opt_in=bool(user.marketing_opt_in), erased_at=user.erased_at, created_at=user.created_at,
+        marketing_opt_in=bool(user.marketing_opt_in), preferred_language=user.preferred_language,
+        erased_at=user.erased_at, created_at=user.created_at,
     )
 
 
@@ -363,7 +367,7 @@ def _snapshot(user: User) -> dict[str, Any]:
         "licence_number_hash": user.licence_number_hash.hex() if user.licence_number_hash else None,
         "licence_country": user.licence_country, "licence_expiry": user.licence_expiry,
         "identity_status": user.identity_status, "blocked_reason": user.blocked_reason,
-        "marketing_opt_in": bool(user.marketing_opt_in),
+        "marketing_opt_in": bool(user.marketing_opt_in), "preferred_language": user.preferred_language,
     }
 
 

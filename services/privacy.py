@@ -43,7 +43,8 @@ ERASED_RECIPIENT = "erased"
 ERASED_TEXT = "[erased]"
 # the fields of a customer that identify them; their values are blanked in audit entries on erasure
 PERSONAL_FIELDS = frozenset({"email", "first_name", "last_name", "date_of_birth", "phone", "address",
-                             "licence_country", "licence_expiry", "blocked_reason", "_note"})
+                             "licence_country", "licence_expiry", "blocked_reason", "preferred_language",
+                             "_note"})
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def _anonymise(user: User) -> None:
     user.licence_country = user.licence_expiry = None
     user.password_hash = user.blocked_reason = None
     user.identity_status, user.identity_checked_by, user.identity_checked_at = "unverified", None, None
-    user.marketing_opt_in = False
+    user.marketing_opt_in, user.preferred_language = False, None
     user.failed_logins, user.locked_until = 0, None
     user.status = "erased"
     user.erased_at = datetime.now(UTC)
@@ -173,7 +174,8 @@ def _profile(session: Session, user: User) -> dict[str, Any]:
         "address": user.address, "status": user.status, "blocked_reason": user.blocked_reason, "licence": licence,
         "identity": {"status": user.identity_status, "checked_at": user.identity_checked_at,
                      "checked_by_staff_id": user.identity_checked_by},
-        "marketing_opt_in": user.marketing_opt_in, "last_login_at": user.last_login_at,
+        "marketing_opt_in": user.marketing_opt_in, "preferred_language": user.preferred_language,
+        "last_login_at": user.last_login_at,
         "erased_at": user.erased_at, "created_at": user.created_at, "updated_at": user.updated_at,
     })
 

@@ -22,11 +22,16 @@ from services.actors import Actor
 from services.customer_fields import CustomerInputError
 from services.customers import Customer
 from services.errors import FleetdeskError
+from services.notifications.rendering import available_languages
 
 FLASH_KEY = "customer-flash"
 NEW_PREFIX = "new-customer-"
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 IDENTITY_LABELS = {"unverified": "Not checked yet", "verified": "Verified in person", "rejected": "Rejected"}
+# each language by its own name, as the customer would recognise it; codes without a name here are shown as they are
+LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español", "it": "Italiano",
+                  "nl": "Nederlands", "pl": "Polski", "pt": "Português"}
+BRANCH_LANGUAGE = "Branch's language"
 
 
 def flash(message: str) -> None:
@@ -66,9 +71,24 @@ def customer_fields(prefix: str, today: date, *, widget_options: dict | None = N
     with right:
         licence_fields(field, today)
         field("address", st.text_area, "Address", max_chars=500, height=80)
+        language_field(field)
         if marketing:
             field("marketing_opt_in", st.checkbox, "Agrees to marketing emails")
     return values, slots
+
+
+def language_name(code: str | None) -> str:
+    return BRANCH_LANGUAGE if code is None else LANGUAGE_NAMES.get(code, code)
+
+
+def language_field(field: Callable[..., None], current: str | None = None) -> None:
+    """The language of the customer's emails and texts; none means the branch's own."""
+    options = [None, *available_languages()]
+    if current not in options:  # set before its templates were removed: shown as it is rather than hidden
+        options.append(current)
+    field("preferred_language", st.selectbox, "Message language", options=options, index=options.index(current),
+          format_func=language_name,
+          help="Emails and texts go out in this language when the branch writes in it, else in the branch's own.")
 
 
 def licence_fields(field: Callable[..., None], today: date) -> None:
@@ -107,7 +127,8 @@ def customer_detail(actor: Actor, customer: Customer) -> None:
         return
     profile, licence, state = st.columns(3)
     profile.markdown(f"**Email** {_md(customer.email)}  \n**Phone** {_md(customer.phone)}  \n"
-                     f"**Born** {_date(customer.date_of_birth)}  \n**Address** {_md(customer.address)}")
+                     f"**Born** {_date(customer.date_of_birth)}  \n**Address** {_md(customer.address)}  \n"
+                     f"**Messages in** {_md(language_name(customer.preferred_language))}")
     licence.markdown(f"**Licence** {customer.licence_masked or 'none on file'}  \n"
                      f"**Issued in** {_md(customer.licence_country)}  \n"
                      f"**Valid until** {_date(customer.licence_expiry)}")
@@ -121,9 +142,38 @@ def customer_detail(actor: Actor, customer: Customer) -> None:
         with session() as s:
             licence.code(customers.reveal_licence(s, actor, customer.id), language=None)
         licence.caption("Shown once; this is recorded in the audit log.")
+    _message_language(actor, customer)
     _identity_check(actor, customer)
     _block(actor, customer)
     _eligibility(customer)
+
+
+def _message_language(actor: Actor, customer: Customer) -> None:
+    with st.expander("Change the message language"), st.form("message-language"):
+        values: dict[str, object] = {}
+
+        def field(name: str, widget: Callable[..., object], label: str, **options) -> None:
+            # one widget per customer, so that opening another customer shows their language, not this one's
+            values[name] = widget(label, key=f"customer-{customer.id}-{name}", **options)
+
+        language_field(field, customer.preferred_language)
+        if not st.form_submit_button("Save the language", type="primary"):
+            return
+    chosen = values["preferred_language"]
+    if chosen == customer.preferred_language:
+        st.info(f"Messages to customer {customer.id} already go out in {_in_language(chosen)}.")
+        return
+    try:
+        with session() as s:
+            customers.update_customer(s, actor, customer.id, preferred_language=chosen)
+    except FleetdeskError as error:
+        st.error(str(error))
+    else:
+        flash(f"Customer {customer.id} will get their messages in {_in_language(chosen)}.")
+
+
+def _in_language(code: str | None) -> str:
+    return "the branch's language" if code is None else language_name(code)
 
 
 def _identity_check(actor: Actor, customer: Customer) -> None:

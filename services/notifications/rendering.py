@@ -7,6 +7,7 @@ Templates are strict: a missing value is an error that parks the event, never a 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from jinja2 import (
 )
 
 BUILT_IN = Path(__file__).resolve().parent / "templates"
+_LANGUAGE_FOLDER = re.compile(r"[a-z]{2}")  # the shape users.preferred_language allows
 
 
 class TemplateProblem(Exception):
@@ -71,3 +73,11 @@ def has_template(medium: str, language: str, kind: str) -> bool:
     except TemplateNotFound:
         return False
     return True
+
+
+def available_languages() -> list[str]:
+    """The languages we can write email in: the language folders of the built-in and the company's own templates."""
+    override = os.environ.get("FLEETDESK_TEMPLATES_DIR", "")
+    roots = [BUILT_IN / "email"] + ([Path(override) / "email"] if override else [])
+    return sorted({folder.name for root in roots if root.is_dir() for folder in root.iterdir()
+                   if folder.is_dir() and _LANGUAGE_FOLDER.fullmatch(folder.name)})

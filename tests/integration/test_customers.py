@@ -469,3 +469,70 @@ def test_a_phone_change_does_not_ask_for_a_licence_and_retyping_the_licence_keep
     assert same.identity_status == "verified"
     legacy = factories.customer(session, licence_country="GB", licence_expiry=TODAY)  # country, no number
     assert customers.update_customer(session, desk, legacy.id, phone="+44 20 7946 0002").phone == "+44 20 7946 0002"
+
+
+# --- the language of their messages ------------------------------------------------------------------------------
+
+LANGUAGE_CHOICES = "Choose the message language from: de, en (or leave it empty for the branch's language)."
+
+
+def test_a_customer_gets_a_message_language_we_have_templates_for(session, desk):
+    created = new_customer(session, desk, preferred_language="de")
+    assert created.preferred_language == "de"
+    assert row(session, created.id).preferred_language == "de"
+    assert customers.get_customer(session, desk, created.id).preferred_language == "de"
+    entry = session.query(AuditEntry).filter_by(action="customer.created", entity_id=str(created.id)).one()
+    assert entry.changes["preferred_language"] == {"before": None, "after": "de"}
+    unsaid = new_customer(session, desk, email="other@example.test", licence_number=None, licence_country=None,
+                          licence_expiry=None)
+    assert unsaid.preferred_language is None  # messages in the branch's language
+
+
+@pytest.mark.parametrize(("typed", "stored"), [("DE", "de"), (" En ", "en"), ("", None), ("  ", None), (None, None)])
+def test_the_message_language_is_normalised_and_empty_means_the_branchs(session, desk, typed, stored):
+    assert new_customer(session, desk, preferred_language=typed).preferred_language == stored
+
+
+@pytest.mark.parametrize("language", ["fr", "english", "d", "de-AT", 7])
+def test_a_language_without_templates_is_refused_naming_the_choices_and_nothing_is_written(session, desk, language):
+    with pytest.raises(CustomerInputError) as caught:
+        new_customer(session, desk, preferred_language=language)
+    assert caught.value.problems == {"preferred_language": LANGUAGE_CHOICES}
+    assert session.query(User).filter_by(role=UserRole.CUSTOMER).count() == 0
+    assert session.query(AuditEntry).filter_by(action="customer.created").count() == 0
+
+
+def test_changing_the_message_language_is_audited_and_announced(session, desk):
+    created = new_customer(session, desk)
+    updated = customers.update_customer(session, desk, created.id, preferred_language="DE")
+    assert updated.preferred_language == "de" and row(session, created.id).preferred_language == "de"
+    entry = session.query(AuditEntry).filter_by(action="customer.updated", entity_id=str(created.id)).one()
+    assert entry.actor_label == desk.label
+    assert entry.changes == {"preferred_language": {"before": None, "after": "de"}}
+    event = session.query(DomainEvent).filter_by(event_type="customer.updated").one()
+    assert event.payload == {"customer_id": created.id, "changed": ["preferred_language"]}
+
+    assert customers.update_customer(session, desk, created.id, preferred_language="").preferred_language is None
+    back = session.query(AuditEntry).filter_by(action="customer.updated").order_by(AuditEntry.id.desc()).first()
+    assert back.changes == {"preferred_language": {"before": "de", "after": None}}
+
+
+def test_a_wrong_language_in_an_update_changes_nothing(session, desk):
+    created = new_customer(session, desk, preferred_language="en")
+    with pytest.raises(CustomerInputError) as caught:
+        customers.update_customer(session, desk, created.id, preferred_language="fr", phone="+44 20 7946 0999")
+    assert caught.value.problems == {"preferred_language": LANGUAGE_CHOICES}
+    stored = row(session, created.id)
+    assert (stored.preferred_language, stored.phone) == ("en", "+44 20 7946 0001")
+    assert session.query(AuditEntry).filter_by(action="customer.updated").count() == 0
+
+
+def test_a_companys_own_templates_in_another_language_make_it_a_choice(session, desk, monkeypatch, tmp_path):
+    (tmp_path / "email" / "fr").mkdir(parents=True)
+    (tmp_path / "email" / "fr" / "booking_confirmed.j2").write_text("{% block subject %}Réservation{% endblock %}")
+    monkeypatch.setenv("FLEETDESK_TEMPLATES_DIR", str(tmp_path))
+    assert new_customer(session, desk, preferred_language="FR").preferred_language == "fr"
+    with pytest.raises(CustomerInputError) as caught:
+        new_customer(session, desk, email="other@example.test", licence_number=None, licence_country=None,
+                     licence_expiry=None, preferred_language="it")
+    assert caught.value.problems["preferred_language"].startswith("Choose the message language from: de, en, fr ")

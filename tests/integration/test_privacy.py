@@ -63,7 +63,7 @@ def driver(session, desk):
         session, desk, email="priya.shah@example.test", first_name="Priya", last_name="Shah",
         date_of_birth=datetime(1988, 4, 2).date(), phone="+44 161 496 0777", address="9 Quay Street, Manchester",
         licence_number=LICENCE, licence_country="GB", licence_expiry=(NOW + timedelta(days=800)).date(),
-        marketing_opt_in=True)
+        marketing_opt_in=True, preferred_language="de")
     customers.update_customer(session, desk, created.id, address="10 Quay Street, Manchester")
     customers.set_identity_status(session, desk, created.id, "verified", "Checked at the desk by Priya's photo")
     user = session.get(User, created.id)
@@ -105,6 +105,7 @@ def test_the_export_holds_the_profile_licence_bookings_payments_refunds_and_audi
     assert profile["email"] == "priya.shah@example.test" and profile["address"] == "10 Quay Street, Manchester"
     assert profile["licence"] == {"number": LICENCE, "country": "GB", "expiry": profile["licence"]["expiry"]}
     assert profile["identity"]["status"] == "verified" and profile["marketing_opt_in"] is True
+    assert profile["preferred_language"] == "de"
     assert not {"password_hash", "licence_number_hash", "licence_number_encrypted"} & set(profile)
     assert [b["status"] for b in export["bookings"]] == ["completed", "cancelled"]
     assert export["bookings"][1]["cancel_reason"] == "Plans changed"
@@ -145,7 +146,7 @@ def test_erasure_anonymises_the_person_and_keeps_bookings_and_payments(session, 
     assert user.email == f"erased-{driver.id}@invalid"
     assert (user.first_name, user.last_name) == ("Erased", "Erased")
     assert [user.phone, user.address, user.date_of_birth, user.licence_number_encrypted, user.licence_number_hash,
-            user.licence_country, user.licence_expiry, user.blocked_reason] == [None] * 8
+            user.licence_country, user.licence_expiry, user.blocked_reason, user.preferred_language] == [None] * 9
     assert user.status == "erased" and user.erased_at is not None and user.marketing_opt_in is False
     assert session.query(Booking).filter_by(user_id=driver.id).count() == 2
     assert session.query(Payment).join(Booking).filter(Booking.user_id == driver.id).count() == 1
@@ -171,7 +172,7 @@ def test_after_erasure_no_personal_value_is_left_in_the_audit_log_or_the_outbox(
     assert messages[0].sent_at is not None
     created = session.query(AuditEntry).filter_by(action="customer.created", entity_id=str(driver.id)).one()
     assert created.actor_label  # who did it and when stay
-    assert created.changes["email"] == {"redacted": True}
+    assert created.changes["email"] == created.changes["preferred_language"] == {"redacted": True}
 
 
 def test_an_erased_customer_cannot_be_booked_changed_or_erased_again(session, admin, desk, driver):

@@ -181,3 +181,44 @@ def test_privacy_actions_are_for_admins_only_and_erase_needs_confirmation(page_d
     assert not at.exception
     assert at.success[0].value.startswith(f"Customer {quinn} erased")
     assert scalar(page_db, "SELECT status FROM users WHERE id = :i", i=quinn) == "erased"
+
+
+def test_a_new_customer_gets_the_message_language_chosen_in_the_form(page_db):
+    at = page_as("desk_agent").run()
+    language = at.selectbox(key="new-customer-preferred_language")
+    assert language.options == ["Branch's language", "Deutsch", "English"] and language.value is None
+    at.text_input(key="new-customer-first_name").input("Lena")
+    at.text_input(key="new-customer-last_name").input("Lang")
+    at.text_input(key="new-customer-email").input("lena.lang@example.test")
+    at.date_input(key="new-customer-date_of_birth").set_value(date(1979, 9, 9))
+    language.select("de")
+    button(at, "Add customer").click().run()
+    assert not at.exception, at.exception
+    lena = customer_id(page_db, "lena.lang@example.test")
+    assert scalar(page_db, "SELECT preferred_language FROM users WHERE id = :i", i=lena) == "de"
+    assert at.success[0].value == f"Added customer {lena}, Lena Lang."
+    assert any("**Messages in** Deutsch" in m.value for m in at.markdown)  # the detail view of the new customer
+    assert at.selectbox(key=f"customer-{lena}-preferred_language").value == "de"
+    assert at.selectbox(key="new-customer-preferred_language").value is None  # the form is empty again
+
+
+def test_the_message_language_of_a_customer_is_shown_and_changed_from_their_page(page_db):
+    pat = customer_id(page_db, "pat.page@example.test")
+    at = page_as("desk_agent", customer=str(pat)).run()
+    assert any("**Messages in** Branch's language" in m.value for m in at.markdown)
+    language = at.selectbox(key=f"customer-{pat}-preferred_language")
+    assert language.value is None  # pre-filled with what is on file
+    language.select("de")
+    button(at, "Save the language").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value == f"Customer {pat} will get their messages in Deutsch."
+    assert scalar(page_db, "SELECT preferred_language FROM users WHERE id = :i", i=pat) == "de"
+    assert scalar(page_db, "SELECT changes->'preferred_language'->>'after' FROM audit_log "
+                           "WHERE action = 'customer.updated' AND entity_id = :i", i=str(pat)) == "de"
+    again = page_as("desk_agent", customer=str(pat)).run()
+    assert again.selectbox(key=f"customer-{pat}-preferred_language").value == "de"
+    assert any("**Messages in** Deutsch" in m.value for m in again.markdown)
+    button(again, "Save the language").click().run()  # nothing changed: nothing written
+    assert "already go out in Deutsch" in again.info[0].value
+    assert scalar(page_db, "SELECT count(*) FROM audit_log WHERE action = 'customer.updated' AND entity_id = :i",
+                  i=str(pat)) == 1
