@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.resources import session
-from services import staff
+from services import staff, web_sessions
 from services.actors import Actor
 
 
@@ -21,6 +21,27 @@ def sso_configured() -> bool:
 def password_sign_in(email: str, password: str) -> staff.SignInResult:
     with session() as s:
         return staff.sign_in(s, email, password)
+
+
+def start_web_session(actor: Actor) -> str:
+    """A token for the browser to keep, so that a reload or a second tab stays signed in."""
+    with session() as s:
+        return web_sessions.start(s, actor.user_id)
+
+
+def resume_web_session(token: str, idle_seconds: float) -> Actor | None:
+    with session() as s:
+        return web_sessions.resume(s, token, idle_seconds)
+
+
+def touch_web_session(token: str) -> bool:
+    with session() as s:
+        return web_sessions.touch(s, token)
+
+
+def end_web_session(token: str) -> None:
+    with session() as s:
+        web_sessions.end(s, token)
 
 
 def sso_actor() -> Actor | None:

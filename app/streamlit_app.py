@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 from app import auth
 from app.navigation import pages_for, render_refusal, sign_in_pages, spec_for
 from app.ui.guard import require_database
-from app.ui.session import sign_in, sign_out, signed_in
+from app.ui.session import keep_session_cookie, sign_in, sign_out, signed_in
 from services.actors import ROLE_LABELS
 from services.crypto import KeyConfigurationError, check_configuration
 from services.errors import FleetdeskError
@@ -41,6 +41,7 @@ with st.sidebar:
         if auth.sso_configured() and getattr(st.user, "is_logged_in", False):
             st.logout()
         st.rerun()
+    keep_session_cookie()  # a reload or a second tab resumes this sign-in
 
 page = st.navigation(pages_for(actor), expanded=True)  # every page the role has, no "View more"
 spec = spec_for(page)

@@ -199,6 +199,21 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None]
 
 
+class WebSession(Base):
+    """A staff member's browser session (0015): the cookie's token is kept only as its SHA-256 digest."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    role: Mapped[UserRole] = mapped_column(_pg_enum(UserRole, "user_role"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class Booking(Base):
     __tablename__ = "bookings"
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from db.models import User, UserRole
 from db.queries import result_frame
-from services import audit
+from services import audit, web_sessions
 from services.actors import ROLE_LABELS, STAFF_ROLES, Actor, require_role
 from services.errors import Conflict, InvalidInput, NotFound
 
@@ -149,7 +149,9 @@ def _change(session: Session, actor: Actor, email: str, action: str, **values) -
 def disable_staff(session: Session, actor: Actor, email: str) -> User:
     if actor.label.lower() == email.strip().lower():
         raise InvalidInput("You cannot disable your own account; ask another admin.")
-    return _change(session, actor, email, "staff.disabled", status="disabled")
+    user = _change(session, actor, email, "staff.disabled", status="disabled")
+    web_sessions.end_all(session, user.id)  # every open browser is signed out within a minute
+    return user
 
 
 def enable_staff(session: Session, actor: Actor, email: str) -> User:
@@ -161,8 +163,10 @@ def set_role(session: Session, actor: Actor, email: str, role: str) -> User:
 
 
 def reset_password(session: Session, actor: Actor, email: str, password: str) -> User:
-    return _change(session, actor, email, "staff.password_reset", password_hash=hash_password(password, email),
+    user = _change(session, actor, email, "staff.password_reset", password_hash=hash_password(password, email),
                    password_changed_at=datetime.now(UTC), failed_logins=0, locked_until=None)
+    web_sessions.end_all(session, user.id)  # whoever knew the old password is signed out everywhere
+    return user
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth
-from app.ui.session import sign_in
+from app.ui.session import forget_session_cookie, sign_in
 
 
 def render_sign_in() -> None:
@@ -22,6 +22,7 @@ def render_sign_in() -> None:
     if submitted:
         result = auth.password_sign_in(email, password)
         if result.ok:
-            sign_in(result.actor)
+            sign_in(result.actor, web_session=auth.start_web_session(result.actor))
             st.rerun()  # same address: a deep link opened before signing in lands where it pointed
         st.error(result.message)
+    forget_session_cookie()
