@@ -23,8 +23,9 @@ or [branch, class, day, ladder step]).
   class_order in cumulative form), started from the heuristic plan.
 
 The bound reported is the sum over branches of the MIP's bound where it ran, else the best Lagrangian bound.
-Offline, `bound_branch` proves a much tighter bound per branch (class_order relaxed at the LP's prices, one exact
-MIP per class), to certify how far the plans of big instances are from the optimum.
+Offline, `bound_branch` proves a much tighter bound per branch (class_order relaxed at the LP's prices, then at prices
+moved by subgradient steps, one exact MIP per class), to certify how far the plans of big instances are from the
+optimum.
 """
 
 from __future__ import annotations
@@ -570,53 +571,99 @@ class BranchBound:
 
     lp: float
     lagrangian: float | None
-    classes_proved: int  # classes whose subproblem the MIP solved to optimality (the others count with its bound)
+    classes_proved: int  # classes whose subproblem was solved to optimality at the best prices (else its bound)
     seconds: float
+    rounds: int = 1  # Lagrangian bounds computed (prices tried)
 
     @property
     def bound(self) -> float:
         return self.lp if self.lagrangian is None else min(self.lp, self.lagrangian)
 
 
-def bound_branch(instance: PriceInstance, b: int, *, class_time_limit_s: float) -> BranchBound:
+def bound_branch(instance: PriceInstance, b: int, *, class_time_limit_s: float, time_budget_s: float = 0.0,
+                 known: float | None = None, step: float = 0.2) -> BranchBound:
     """A proven upper bound on branch b's revenue, much tighter than the LP's, for certifying plans offline.
 
     The MIP's LP relaxation (GLOP) gives a bound and the prices (duals) of its class_order rows. With class_order
     moved into the objective at those prices (a Lagrangian relaxation, valid for any prices ≥ 0), the classes no
-    longer meet and each is a small MIP of its own (SCIP, one thread): the sum of their optima — or of SCIP's
-    bounds where the time limit cut one short — plus nothing (the rows' right-hand sides are 0) is a bound that
-    knows each class picks one ladder step per day, which the LP does not."""
+    longer meet and each is a small MIP of its own (HiGHS, one thread): the sum of their optima — or of the solver's
+    bounds where the time limit cut one short — is a bound that knows each class picks one ladder step per day,
+    which the LP does not. Given the revenue of a known plan (`known`) and a `time_budget_s`, subgradient steps
+    (Polyak's, towards `known`, `step` of the way) move the prices towards the rows the classes' choices break, for
+    as long as another round fits the budget; the lowest bound counts."""
     started = time.perf_counter()
     data = _Data.of(instance.select([b]))
-    present = data.present[0]
     lp = _branch_model(data, 0, relax=True)
     if lp.solver.Solve() != pywraplp.Solver.OPTIMAL:
         raise RuntimeError(f"the LP relaxation of branch {instance.branch_ids[b]} did not solve")
     lp_bound = lp.solver.Objective().Value()
-    # the cost per class, day and step of class_order at the LP's prices: a row reads Σ x[hi] ≤ Σ x[lo]
-    cost = np.zeros(present.shape + (len(instance.ladder),))
-    for (hi, lo, d, upto, fits), row in lp.order_rows:
-        price = max(0.0, row.dual_value())
-        cost[hi, d, :upto + 1] += price
-        cost[lo, d, fits] -= price
+    rows = [key for key, _ in lp.order_rows]  # a row reads Σ x[hi][:upto + 1] ≤ Σ x[lo][fits]
+    price = np.array([max(0.0, row.dual_value()) for _, row in lp.order_rows])
+    best: tuple[float, int] | None = None
+    rounds, took, stalled = 0, 0.0, 0
+    while True:
+        before = time.perf_counter()
+        relaxed = _order_relaxed(data, rows, price, class_time_limit_s)
+        rounds += 1
+        if relaxed is None:  # no bound from some class: the LP bound stands alone
+            return BranchBound(lp_bound, None if best is None else best[0], 0 if best is None else best[1],
+                               time.perf_counter() - started, rounds)
+        total, proved, level = relaxed
+        if best is None or total < best[0]:
+            best, stalled = (total, proved), 0
+        else:
+            stalled += 1
+            if stalled >= 2:
+                step, stalled = step / 2, 0
+        took = max(took, time.perf_counter() - before)
+        if known is None or time.perf_counter() + took > started + time_budget_s:
+            break
+        # the subgradient: +1 where a row's left side is chosen and its right side is not
+        broken = np.array([float(level[hi, d] <= upto) - float(fits[level[lo, d]])
+                           for hi, lo, d, upto, fits in rows])
+        broken[(price <= 0.0) & (broken < 0.0)] = 0.0  # a price at zero cannot fall
+        norm = float(broken @ broken)
+        if norm == 0.0:  # the classes' choices keep every row: their plan is optimal and the bound is tight
+            break
+        price = np.maximum(0.0, price + step * max(0.0, total - known) / norm * broken)
+    assert best is not None
+    return BranchBound(lp_bound, best[0], best[1], time.perf_counter() - started, rounds)
+
+
+def _order_relaxed(data: _Data, rows: list[tuple[int, int, int, int, np.ndarray]], price: np.ndarray,
+                   class_time_limit_s: float) -> tuple[float, int, np.ndarray] | None:
+    """The Lagrangian bound of branch 0 of `data` with class_order's rows priced at `price`: one exact MIP per
+    class. Returns the bound, how many classes were proved optimal, and each class's chosen steps; None when a
+    class gave no bound in time."""
+    present = data.present[0]
+    cost = np.zeros(present.shape + (len(data.inst.ladder),))  # per class, day and step
+    for (hi, lo, d, upto, fits), p in zip(rows, price, strict=True):
+        cost[hi, d, :upto + 1] += p
+        cost[lo, d, fits] -= p
+    level = np.zeros(present.shape, dtype=np.int64)
     total, proved = 0.0, 0
     for c in np.flatnonzero(present.any(axis=1)).tolist():
-        one = _branch_model(data, 0, classes=[c], order=False, x_cost=cost)
-        one.solver.SetNumThreads(1)
-        one.solver.SetTimeLimit(max(1, int(class_time_limit_s * 1000)))
-        params = pywraplp.MPSolverParameters()
-        params.SetDoubleParam(params.RELATIVE_MIP_GAP, 1e-9)
-        status = one.solver.Solve(params)
+        # HiGHS is three times SCIP's speed here, but reports no bound when its time is up: SCIP then, for that
+        for solver_id in ("HIGHS", "SCIP"):
+            one = _branch_model(data, 0, classes=[c], order=False, x_cost=cost, solver_id=solver_id)
+            one.solver.SetNumThreads(1)
+            one.solver.SetTimeLimit(max(1, int(class_time_limit_s * 1000)))
+            params = pywraplp.MPSolverParameters()
+            params.SetDoubleParam(params.RELATIVE_MIP_GAP, 1e-9)
+            status = one.solver.Solve(params)
+            if status == pywraplp.Solver.OPTIMAL or solver_id == "SCIP":
+                break
         if status == pywraplp.Solver.OPTIMAL:
             total += one.solver.Objective().Value()
             proved += 1
         elif status == pywraplp.Solver.FEASIBLE:
             total += one.solver.Objective().BestBound()
-        else:  # no bound from this class: the LP bound stands alone
-            return BranchBound(lp_bound, None, proved, time.perf_counter() - started)
-    # SCIP's optimum is within its feasibility tolerances; a relative hair keeps the bound on the safe side
-    total += 1e-7 * abs(total)
-    return BranchBound(lp_bound, total, proved, time.perf_counter() - started)
+        else:
+            return None
+        for (_, d), row in ((key, row) for key, row in one.x.items() if key[0] == c):
+            level[c, d] = int(np.argmax([v.solution_value() for v in row]))
+    # the solver's optimum is within its feasibility tolerances: a relative hair keeps the bound on the safe side
+    return total + 1e-7 * abs(total), proved, level
 
 
 @dataclass
@@ -628,13 +675,13 @@ class _BranchModel:
 
 
 def _branch_model(data: _Data, b: int, *, relax: bool = False, classes: list[int] | None = None,
-                  order: bool = True, x_cost: np.ndarray | None = None) -> _BranchModel:
+                  order: bool = True, x_cost: np.ndarray | None = None, solver_id: str = "SCIP") -> _BranchModel:
     """The exact model of branch b (or of some of its classes): one binary per ladder step, accepts per step capped
     by the demand and by the fewest cars on the days a start occupies, max_step as transition flows, class_order
     in cumulative form; `x_cost` [class, day, step] is taken off the objective per chosen step."""
     inst = data.inst
     n_c, n_d, k = data.rate.shape[1:]
-    solver = pywraplp.Solver.CreateSolver("GLOP" if relax else "SCIP")
+    solver = pywraplp.Solver.CreateSolver("GLOP" if relax else solver_id)
     present = data.present[b].copy()
     if classes is not None:
         present[np.setdiff1d(np.arange(n_c), classes)] = False

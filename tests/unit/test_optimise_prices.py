@@ -204,6 +204,18 @@ def test_the_certifying_bound_lies_between_the_optimum_and_the_lp_bound(seed: in
     assert result.lagrangian <= result.lp * (1 + 1e-6) and result.bound == min(result.lp, result.lagrangian)
 
 
+def test_subgradient_rounds_only_lower_the_certifying_bound_and_never_below_the_optimum() -> None:
+    data = random_instance(201, branches=1, classes=3, days=4)
+    optimum = exact_mip(data)
+    first = bound_branch(parse_instance(data), 0, class_time_limit_s=30)
+    assert first.rounds == 1 and first.lagrangian is not None
+    more = bound_branch(parse_instance(data), 0, class_time_limit_s=30, time_budget_s=20, known=optimum)
+    assert more.lagrangian is not None
+    assert optimum <= more.lagrangian * (1 + 1e-6) and more.lagrangian <= first.lagrangian * (1 + 1e-9)
+    assert first.lagrangian > optimum * (1 + 1e-3)  # this instance's first bound is loose (3,542.6 > 3,531.7) …
+    assert more.rounds >= 2 and more.lagrangian < first.lagrangian - 1.0  # … and the steps tighten it
+
+
 def test_without_class_order_the_certifying_bound_is_the_optimum() -> None:
     # the classes only meet through class_order: with it gone, one exact MIP per class is the exact optimum
     data = random_instance(210, branches=1, classes=3, days=5, class_order=False)
