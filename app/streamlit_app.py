@@ -23,7 +23,12 @@ except KeyConfigurationError as error:
     st.error(str(error))
     st.stop()
 
-actor = signed_in()
+try:
+    actor = signed_in()  # may resume or touch the web session in the database
+except OperationalError:  # the database went away just after the check above
+    require_database()
+    st.error("The database stopped answering while signing you in; reload to try again.")
+    st.stop()
 if actor is None and (actor := auth.sso_actor()) is not None:
     sign_in(actor)
 if actor is None:
