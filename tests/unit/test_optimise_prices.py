@@ -209,7 +209,7 @@ def test_subgradient_rounds_only_lower_the_certifying_bound_and_never_below_the_
     optimum = exact_mip(data)
     first = bound_branch(parse_instance(data), 0, class_time_limit_s=30)
     assert first.rounds == 1 and first.lagrangian is not None
-    more = bound_branch(parse_instance(data), 0, class_time_limit_s=30, time_budget_s=20, known=optimum)
+    more = bound_branch(parse_instance(data), 0, class_time_limit_s=30, time_budget_s=5, known=optimum)
     assert more.lagrangian is not None
     assert optimum <= more.lagrangian * (1 + 1e-6) and more.lagrangian <= first.lagrangian * (1 + 1e-9)
     assert first.lagrangian > optimum * (1 + 1e-3)  # this instance's first bound is loose (3,542.6 > 3,531.7) …
@@ -221,6 +221,20 @@ def test_without_class_order_the_certifying_bound_is_the_optimum() -> None:
     data = random_instance(210, branches=1, classes=3, days=5, class_order=False)
     result = bound_branch(parse_instance(data), 0, class_time_limit_s=30)
     assert result.bound == pytest.approx(exact_mip(data), rel=1e-6)
+
+
+def test_time_the_climb_leaves_goes_to_the_exact_mip_of_the_widest_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = random_instance(1, branches=3, classes=6, days=14)  # 84 segments a branch: above EXACT_SEGMENTS
+    monkeypatch.setattr(prices, "POLISH_MIN_S", float("inf"))  # no polishing
+    climbed = solve(data, time_limit_s=6)
+    monkeypatch.undo()
+    polished = solve(data, time_limit_s=6)
+    assert polished["stats"]["solve_seconds"] <= 6
+    assert check_plan(data, polished) == pytest.approx(polished["objective"], rel=1e-6)
+    assert polished["objective"] >= climbed["objective"] - 1e-6
+    gap = (climbed["bound"] - climbed["objective"]) / climbed["bound"]
+    assert polished["bound"] >= polished["objective"] - 1e-6
+    assert (polished["bound"] - polished["objective"]) / polished["bound"] < gap / 2  # 1.98% → 0.47% here
 
 
 def test_a_large_instance_keeps_every_rule_and_beats_list_price() -> None:
@@ -244,7 +258,9 @@ def test_the_climb_stops_only_where_no_move_helps() -> None:
     # the climb skips moves that failed before until something they depend on changes: none it skipped may help
     inst = parse_instance(random_instance(7, branches=6, classes=4, days=7))
     start = climb_state(inst, np.where(inst.present, inst.ladder.tolist().index(1.0), -1))
-    level, accept, _ = prices._climb(start.data, start.level, start.accept, time.perf_counter() + 60, lambda _: None)
+    level, accept, _, converged = prices._climb(start.data, start.level, start.accept, time.perf_counter() + 60,
+                                                lambda _: None)
+    assert converged
     after = climb_state(inst, level)
     assert not any(after.day_line(d) for d in range(inst.horizon_days))
     assert not any(after.block_line(list(range(d, d + n))) for n in (2, 3, 4) for d in range(inst.horizon_days - n + 1))
