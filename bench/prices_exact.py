@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from multiprocessing import get_context
 
 from bench.prices_instances import SEED, generate
@@ -63,10 +64,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+@cache
+def _instance():
+    return parse_instance(generate(BRANCHES))  # once per worker process
+
+
 def _one(task: tuple[int, str, float, float]):
     b, branch, known, budget = task
-    instance = parse_instance(generate(BRANCHES))
-    return branch, known, bound_branch(instance, b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget,
+    return branch, known, bound_branch(_instance(), b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget,
                                        known=known)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass
 
-from db.models import UserRole
+from db.models import User, UserRole
 from services.errors import FleetdeskError
 
 STAFF_ROLES = (UserRole.DESK_AGENT, UserRole.FLEET_MANAGER, UserRole.PRICING_ANALYST, UserRole.ADMIN)
@@ -23,6 +23,11 @@ class Actor:
     label: str  # the email of a person, or e.g. "cli:root"
     role: UserRole
     name: str = ""
+
+    @classmethod
+    def of(cls, user: User) -> Actor:
+        """The signed-in staff member `user`, as they are in the database now."""
+        return cls(user.id, user.email, user.role, user.full_name)
 
     @classmethod
     def command_line(cls) -> Actor:

@@ -51,6 +51,12 @@ class DecryptionError(FleetdeskError):
     """A stored value cannot be decrypted with any configured key (wrong key, or the value was altered)."""
 
 
+def token_digest(token: str) -> bytes:
+    """What is stored of a bearer token (API tokens, web sessions). Tokens are 256 random bits: a fast hash is
+    enough (no dictionary to attack), and a look-up stays one index probe."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 def generate_key() -> str:
     """A new random key in the form FLEETDESK_ENCRYPTION_KEYS expects."""
     return Fernet.generate_key().decode("ascii")

@@ -215,7 +215,7 @@ def sign_in(session: Session, email: str, password: str, *, now: datetime | None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     session.flush()
-    return SignInResult(Actor(user.id, user.email, user.role, user.full_name), "ok")
+    return SignInResult(Actor.of(user), "ok")
 
 
 def actor_for_email(session: Session, email: str) -> Actor | None:
@@ -224,7 +224,7 @@ def actor_for_email(session: Session, email: str) -> Actor | None:
     if user is None or user.status != "active":
         return None
     user.last_login_at = datetime.now(UTC)
-    return Actor(user.id, user.email, user.role, user.full_name)
+    return Actor.of(user)
 
 
 def _verify(password_hash: str, password: str) -> bool:

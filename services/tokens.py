@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +13,7 @@ from db.models import ApiToken, User, UserRole
 from db.queries import result_frame
 from services import audit
 from services.actors import Actor, require_role
+from services.crypto import token_digest
 from services.errors import FleetdeskError, InvalidInput, NotFound
 from services.staff import get_staff
 
@@ -23,11 +23,6 @@ MAX_EXPIRY_DAYS = 730
 
 class Unauthenticated(FleetdeskError):
     """No valid credentials: missing, unknown, expired or revoked token."""
-
-
-def _digest(token: str) -> bytes:
-    # Tokens are 256 random bits: a fast hash is enough (no dictionary to attack), and look-up stays O(1).
-    return hashlib.sha256(token.encode()).digest()
 
 
 def create_token(session: Session, actor: Actor, email: str, *, expires_days: int = 90,
@@ -41,7 +36,7 @@ def create_token(session: Session, actor: Actor, email: str, *, expires_days: in
         raise InvalidInput(f"{owner.email} is disabled; enable the account before issuing it a token.")
     now = now or datetime.now(UTC)
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(user_id=owner.id, prefix=plain[:12], token_hash=_digest(plain), created_by=actor.user_id,
+    token = ApiToken(user_id=owner.id, prefix=plain[:12], token_hash=token_digest(plain), created_by=actor.user_id,
                      created_at=now, expires_at=now + timedelta(days=expires_days))
     session.add(token)
     session.flush()
@@ -81,7 +76,7 @@ def authenticate(session: Session, plain: str, *, now: datetime | None = None) -
     if not plain or not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         raise Unauthenticated("Missing or invalid API token; send `Authorization: Bearer <token>`.")
     row = session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == _digest(plain))
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_hash == token_digest(plain))
     ).first()
     if row is None:
         raise Unauthenticated("Missing or invalid API token; send `Authorization: Bearer <token>`.")
@@ -93,4 +88,4 @@ def authenticate(session: Session, plain: str, *, now: datetime | None = None) -
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now  # at most once a minute: a busy client must not write on every request
         session.flush()
-    return Actor(user.id, user.email, user.role, user.full_name)
+    return Actor.of(user)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -11,16 +10,12 @@ from sqlalchemy.orm import Session
 
 from db.models import User, WebSession
 from services.actors import STAFF_ROLES, Actor
+from services.crypto import token_digest
 
 LIFETIME = timedelta(hours=12)  # a working day: after that, sign in again however active one was
 TOUCH_EVERY = timedelta(minutes=1)  # last_seen_at is written at most this often, so a busy page stays cheap
 KEEP_ENDED = timedelta(days=30)
 MAX_TOKEN_LENGTH = 100
-
-
-def _digest(token: str) -> bytes:
-    # 256 random bits: a fast hash is enough (no dictionary to attack), and look-up stays one index probe.
-    return hashlib.sha256(token.encode()).digest()
 
 
 def _live(web: WebSession, now: datetime) -> bool:
@@ -31,7 +26,7 @@ def _find(session: Session, token: str) -> WebSession | None:
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     return session.scalars(
-        select(WebSession).where(WebSession.token_hash == _digest(token)).with_for_update()
+        select(WebSession).where(WebSession.token_hash == token_digest(token)).with_for_update()
     ).first()
 
 
@@ -44,7 +39,7 @@ def start(session: Session, user_id: int, *, now: datetime | None = None) -> str
     session.execute(delete(WebSession).where(WebSession.user_id == user_id,
                                              WebSession.expires_at < now - KEEP_ENDED))
     token = secrets.token_urlsafe(32)
-    session.add(WebSession(user_id=user_id, token_hash=_digest(token), role=user.role, created_at=now,
+    session.add(WebSession(user_id=user_id, token_hash=token_digest(token), role=user.role, created_at=now,
                            last_seen_at=now, expires_at=now + LIFETIME))
     session.flush()
     return token
@@ -68,7 +63,7 @@ def resume(session: Session, token: str, idle_seconds: float, now: datetime | No
         return None
     web.last_seen_at = now
     session.flush()
-    return Actor(user.id, user.email, user.role, user.full_name)
+    return Actor.of(user)
 
 
 def touch(session: Session, token: str, *, now: datetime | None = None) -> bool:

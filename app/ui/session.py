@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from app import auth
 from services.actors import Actor
-from services.web_sessions import LIFETIME
+from services.web_sessions import LIFETIME, TOUCH_EVERY
 
 ACTOR_KEY = "actor"
 SEEN_KEY = "last_seen"
@@ -25,7 +25,7 @@ TOUCHED_KEY = "web_session_touched"
 FORGET_KEY = "forget_web_session"  # the cookie this session started with is spent: clear it, never resume it
 REASON_KEY = "signed_out_reason"
 COOKIE = "fleetdesk_session"
-TOUCH_SECONDS = 60
+TOUCH_SECONDS = TOUCH_EVERY.total_seconds()  # no use asking the server more often than it writes
 
 
 def idle_timeout_seconds() -> int:

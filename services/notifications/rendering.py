@@ -36,15 +36,20 @@ class Rendered:
     body: str
 
 
+def _folders() -> tuple[Path, ...]:
+    """Where templates are looked for, first match first: the company's own (FLEETDESK_TEMPLATES_DIR), ours."""
+    override = os.environ.get("FLEETDESK_TEMPLATES_DIR", "")
+    return (Path(override), BUILT_IN) if override else (BUILT_IN,)
+
+
 @cache
-def _environment(override: str) -> Environment:
-    folders = [FileSystemLoader(override)] if override else []
-    return Environment(loader=ChoiceLoader([*folders, FileSystemLoader(BUILT_IN)]), undefined=StrictUndefined,
-                       autoescape=False, keep_trailing_newline=False, trim_blocks=True)
+def _environment(folders: tuple[Path, ...]) -> Environment:
+    return Environment(loader=ChoiceLoader([FileSystemLoader(folder) for folder in folders]),
+                       undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, trim_blocks=True)
 
 
 def environment() -> Environment:
-    return _environment(os.environ.get("FLEETDESK_TEMPLATES_DIR", ""))
+    return _environment(_folders())
 
 
 def render(medium: str, language: str, kind: str, context: dict[str, Any]) -> Rendered:
@@ -77,7 +82,6 @@ def has_template(medium: str, language: str, kind: str) -> bool:
 
 def available_languages() -> list[str]:
     """The languages we can write email in: the language folders of the built-in and the company's own templates."""
-    override = os.environ.get("FLEETDESK_TEMPLATES_DIR", "")
-    roots = [BUILT_IN / "email"] + ([Path(override) / "email"] if override else [])
-    return sorted({folder.name for root in roots if root.is_dir() for folder in root.iterdir()
-                   if folder.is_dir() and _LANGUAGE_FOLDER.fullmatch(folder.name)})
+    roots = [folder / "email" for folder in _folders()]
+    return sorted({language.name for root in roots if root.is_dir() for language in root.iterdir()
+                   if language.is_dir() and _LANGUAGE_FOLDER.fullmatch(language.name)})

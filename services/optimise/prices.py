@@ -650,11 +650,7 @@ def _order_relaxed(data: _Data, rows: list[tuple[int, int, int, int, np.ndarray]
         # HiGHS is three times SCIP's speed here, but reports no bound when its time is up: SCIP then, for that
         for solver_id in ("HIGHS", "SCIP"):
             one = _branch_model(data, 0, classes=[c], order=False, x_cost=cost, solver_id=solver_id)
-            one.solver.SetNumThreads(1)
-            one.solver.SetTimeLimit(max(1, int(class_time_limit_s * 1000)))
-            params = pywraplp.MPSolverParameters()
-            params.SetDoubleParam(params.RELATIVE_MIP_GAP, 1e-9)
-            status = one.solver.Solve(params)
+            status = _solve_mip(one.solver, class_time_limit_s)
             if status == pywraplp.Solver.OPTIMAL or solver_id == "SCIP":
                 break
         if status == pywraplp.Solver.OPTIMAL:
@@ -668,6 +664,15 @@ def _order_relaxed(data: _Data, rows: list[tuple[int, int, int, int, np.ndarray]
             level[c, d] = int(np.argmax([v.solution_value() for v in row]))
     # the solver's optimum is within its feasibility tolerances: a relative hair keeps the bound on the safe side
     return total + 1e-7 * abs(total), proved, level
+
+
+def _solve_mip(solver: pywraplp.Solver, time_limit_s: float, threads: int = 1) -> int:
+    """Solve to a relative gap of 1e-9 (proven optimal, not "close") unless the time limit stops it first."""
+    solver.SetNumThreads(threads)
+    solver.SetTimeLimit(max(1, int(time_limit_s * 1000)))
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(params.RELATIVE_MIP_GAP, 1e-9)
+    return solver.Solve(params)
 
 
 @dataclass
@@ -744,11 +749,7 @@ def _branch_mip(data: _Data, b: int, time_limit_s: float, hint: np.ndarray | Non
                 variables.append(var)
                 values.append(1.0 if hint[c, d] == j else 0.0)
         solver.SetHint(variables, values)
-    solver.SetNumThreads(threads)
-    solver.SetTimeLimit(max(1, int(time_limit_s * 1000)))
-    params = pywraplp.MPSolverParameters()
-    params.SetDoubleParam(params.RELATIVE_MIP_GAP, 1e-9)
-    status = solver.Solve(params)
+    status = _solve_mip(solver, time_limit_s, threads)
     if status == pywraplp.Solver.INFEASIBLE:
         return BranchSolution("infeasible", None, None, None, None)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
@@ -818,12 +819,7 @@ def optimise_prices(instance: PriceInstance, *, time_limit_s: float,
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             break
-        exact = _branch_mip(data, b, remaining / (len(small) - n), level[b])
-        if exact.level is not None and exact.objective is not None and exact.objective >= objective[b] - 1e-9:
-            level[b], accept[b], objective[b] = exact.level, exact.accept, exact.objective
-        if exact.bound is not None:
-            bound[b] = min(bound[b], exact.bound)
-        proved[b] = exact.status == "optimal"
+        _solve_branch(data, b, remaining / (len(small) - n), level, accept, objective, bound, proved)
         report(1.0 - exact_share + exact_share * (n + 1) / len(small))
     if converged:  # the climb stopped short of its time: what is left goes to the exact MIP
         _polish(data, level, accept, objective, bound, proved, deadline)
@@ -847,12 +843,19 @@ def _polish(data: _Data, level: np.ndarray, accept: np.ndarray, objective: np.nd
         share = max(remaining / (len(left) - n), POLISH_MIN_S)
         if share > remaining:
             break
-        exact = _branch_mip(data, b, share, level[b])
-        if exact.level is not None and exact.objective is not None and exact.objective >= objective[b] - 1e-9:
-            level[b], accept[b], objective[b] = exact.level, exact.accept, exact.objective
-        if exact.bound is not None:
-            bound[b] = min(bound[b], max(exact.bound, objective[b]))
-        proved[b] = exact.status == "optimal"
+        _solve_branch(data, b, share, level, accept, objective, bound, proved)
+
+
+def _solve_branch(data: _Data, b: int, time_limit_s: float, level: np.ndarray, accept: np.ndarray,
+                  objective: np.ndarray, bound: np.ndarray, proved: np.ndarray) -> None:
+    """Branch b's exact MIP, started from its plan, in place: its plan where it earns at least as much, its bound
+    where lower (never under the plan kept), and whether it is proved optimal."""
+    exact = _branch_mip(data, b, time_limit_s, level[b])
+    if exact.level is not None and exact.objective is not None and exact.objective >= objective[b] - 1e-9:
+        level[b], accept[b], objective[b] = exact.level, exact.accept, exact.objective
+    if exact.bound is not None:
+        bound[b] = min(bound[b], max(exact.bound, objective[b]))
+    proved[b] = exact.status == "optimal"
 
 
 class _Monotone:
