@@ -88,9 +88,35 @@ def browser():
         browser.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     yield page
+    if request.node.stash.get(CALL_FAILED, False):
+        _show_what_the_user_saw(page, request.node.name)
     context.close()
+
+
+def _show_what_the_user_saw(page, name: str) -> None:
+    """A failed browser test prints the page's text (CI keeps only the output) and keeps a screenshot."""
+    try:
+        shown = page.locator("body").inner_text(timeout=5_000)
+        shots = ROOT / ".fleetdesk" / "shots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / f"FAILED_{name}.png"), full_page=True, timeout=10_000)
+    except Exception as error:  # the page may be gone; the test's own failure is what matters
+        print(f"\n--- {name}: the page could not be read after the failure: {error}")
+        return
+    print(f"\n--- what the page showed when {name} failed (last 3,000 characters) ---\n{shown[-3000:]}")
