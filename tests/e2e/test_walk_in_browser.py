@@ -124,6 +124,8 @@ def test_a_walk_in_rental_and_its_return_in_the_browser(live_app, page, demo_url
     _check_agreement(pdf, tmp_path, reference, "Wanda Browser")
 
     page.locator(".st-key-walkin_out_licence label").click()
+    page.locator(".st-key-walkin_out_licence input:checked").wait_for(state="attached", timeout=30_000)
+    settled(page)
     page.get_by_role("button", name="Hand over the keys").click()
     page.get_by_text("Keys handed over").wait_for(timeout=30_000)
     shot(page, "walk_in_5_keys_handed_over")
@@ -138,6 +140,8 @@ def test_a_walk_in_rental_and_its_return_in_the_browser(live_app, page, demo_url
     page.locator(".st-key-returns_fuel input[type=range]").focus()
     for _ in range(short):
         page.keyboard.press("ArrowLeft")
+    page.wait_for_timeout(500)  # the slider sends its value a moment after the last key
+    settled(page)
     page.get_by_role("button", name="Work out the charges").click()
     page.get_by_text("Charges to explain to the customer").wait_for(timeout=30_000)
     settled(page)
