@@ -12,12 +12,15 @@ or [branch, class, day, ladder step]).
   all classes on one day (class_order as a chain in rank order, max_step bounds from the days around) a dynamic
   programme over classes. Sweeping both kinds of line is a coordinate ascent that stays feasible throughout.
 - **Exact booking limits.** For fixed prices the best accepts of one (branch, class) are a linear programme with
-  consecutive-ones columns: a min-cost circulation (OR-Tools SimpleMinCostFlow, in 1/10,000 of a rental) over
-  all branches at once. λ follows a subgradient step on the capacity left over; the best evaluated plan is kept.
+  consecutive-ones columns: a min-cost circulation (in 1/10,000 of a rental and cents), solved per (branch, class)
+  by a compiled successive-shortest-path solver (booking_limits) that also returns the optimal day prices (duals).
+  λ follows a subgradient step on the capacity left over; the best evaluated plan is kept.
 - **Climbing.** Classes earn apart, so with every other day fixed the best steps of all classes on one day are
   exact: each class's revenue at each step by its booking limits, then the dynamic programme over classes. The
-  climb sweeps these day lines, then runs of days where each class shifts by its own number of steps, then small
-  moves of a few cells; a move that failed at a branch waits until something it depends on has changed there.
+  climb sweeps these day lines, then pattern lines (runs of 2–3 days where each class takes its own shift on
+  each day: cheap one day, dear the next), then runs of days where each class shifts by its own number of steps,
+  then small moves of a few cells; a move that failed at a branch waits until something it depends on has
+  changed there. A pattern is solved only where the duals' bound says it could help.
 - **Exact branches.** A branch small enough (or every branch, given `exact_segments`) is then solved to proven
   optimality by a MIP (SCIP: one binary per ladder step, accepts per step, max_step as transition flows,
   class_order in cumulative form), started from the heuristic plan. Time the climb leaves over (it converges
@@ -32,18 +35,19 @@ optimum.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from ortools.graph.python import min_cost_flow
 from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
-from services.optimise import fields
+from services.optimise import booking_limits, fields
 
 ACCEPT_UNITS = 10_000  # accepts are solved by min-cost flow in whole 1/10,000 of a rental
 COST_UNITS = 100  # and revenue per rental in whole cents
@@ -51,6 +55,7 @@ EXACT_SEGMENTS = 64  # branches with at most this many segments are also solved 
 POLISH_MIN_S = 1.0  # time left after the climb: at least this long for the exact MIP of a branch
 POLISH_MARGIN_S = 0.3  # kept back for building a branch's MIP and handing the plan on
 RATE_TOLERANCE = 1e-9
+PATTERNS = ((2, 3), (3, 1))  # the climb's pattern lines: (days in a run, largest shift a day)
 _NEG = -1e30
 
 
@@ -320,6 +325,23 @@ def _chain_dp(value: np.ndarray, allowed: np.ndarray, linked: np.ndarray,
     return total, path
 
 
+def _chain_through(value: np.ndarray, step_ok: np.ndarray) -> np.ndarray:
+    """For each option k at each position i of a batch of chains (value [n_batch, n, K], −inf: not allowed;
+    step_ok [n_batch, n, K, K] from position i−1 to i), the best total of a whole path through it (−inf: none)."""
+    n_batch, n, k = value.shape
+    ahead = np.empty_like(value)  # best over positions 0…i ending at k
+    behind = np.empty_like(value)  # best over positions i…n−1 starting at k
+    ahead[:, 0] = value[:, 0]
+    for i in range(1, n):
+        ahead[:, i] = value[:, i] + np.where(step_ok[:, i], ahead[:, i - 1, :, None], -np.inf).max(axis=1)
+    behind[:, n - 1] = value[:, n - 1]
+    for i in range(n - 2, -1, -1):
+        behind[:, i] = value[:, i] + np.where(step_ok[:, i + 1], behind[:, i + 1, None, :], -np.inf).max(axis=2)
+    with np.errstate(invalid="ignore"):
+        through = ahead + behind - value
+    return np.where(np.isfinite(value), through, -np.inf)
+
+
 def _order_bounds(data: _Data, level: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
     """The lowest and highest rate class c may have per [branch, day] given the other classes' steps."""
     inst = data.inst
@@ -438,46 +460,45 @@ def _lagrangian_bound(data: _Data, price: np.ndarray, column_value: np.ndarray,
 
 def _best_accepts(data: _Data, level: np.ndarray, only: np.ndarray | None = None,
                   accept: np.ndarray | None = None) -> np.ndarray:
-    """The booking limits that earn most at the given ladder steps: a min-cost circulation per (branch, class)
-    where a start on day d flows forward through the days it occupies (each day's arc capped by its capacity)
-    and back on an arc capped by its demand that pays its revenue. With `only` ([branch, class] mask), just those
-    are solved and the rest copied from `accept`."""
+    """The booking limits that earn most at the given ladder steps, per (branch, class) exactly (a small min-cost
+    circulation each, in booking_limits). With `only` ([branch, class] mask), just those are solved and the rest
+    copied from `accept`."""
+    out = np.zeros(level.shape) if only is None or accept is None else accept.copy()
+    b, c, accepts, _ = _limits(data, level, only)
+    out[b, c] = accepts / ACCEPT_UNITS
+    return out
+
+
+def _day_prices(data: _Data, level: np.ndarray, only: np.ndarray) -> np.ndarray:
+    """What one more car on each day would earn with the best booking limits at these steps (the optimal duals of
+    the cars' rows) per [branch, class, day]; zero outside `only`. By LP duality, a class's revenue at any other
+    steps is at most Σ cars × price + Σ demand × max(0, revenue − the prices of the days each rental occupies)."""
+    out = np.zeros(level.shape)
+    b, c, _, prices = _limits(data, level, only)
+    out[b, c] = prices / COST_UNITS
+    return out
+
+
+def _limits(data: _Data, level: np.ndarray,
+            only: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The (branch, class) pairs solved, their accepts (in 1/ACCEPT_UNITS of a rental) and day prices (in
+    1/COST_UNITS per rental)."""
     inst = data.inst
-    n_b, n_c, n_d = level.shape
-    if only is not None and accept is not None:
-        accept = accept.copy()
-        if not only.any():
-            return accept
-        accept[only] = 0.0
-    b, c, d = np.nonzero(data.present & (True if only is None else only[..., None]))
-    step = level[b, c, d]
-    demand = np.floor(data.demand[b, c, d, step] * ACCEPT_UNITS).astype(np.int64)
-    gain = np.rint(data.revenue[b, c, d, step] * COST_UNITS).astype(np.int64)
-    component = (np.arange(n_b)[:, None] * n_c + np.arange(n_c)[None, :]).ravel()
-    base = component * (n_d + 1)
-    big = int(demand.sum()) + 1
-    keep = np.ones((n_b, n_c), dtype=bool) if only is None else only
-    fwd_tail = (base[keep.ravel(), None] + np.arange(n_d)[None, :]).ravel()
-    cap_units = np.floor(inst.capacity * ACCEPT_UNITS + 1e-6).astype(np.int64)
-    fwd_cap = np.where(data.present, np.minimum(cap_units, big), big)[keep].reshape(-1)
-    seg_base = (b * n_c + c) * (n_d + 1)
-    ret_tail = seg_base + np.minimum(d + inst.rental_days[c], n_d)
-    ret_head = seg_base + d
-    useful = (demand > 0) & (gain > 0)
-    tails = np.concatenate([fwd_tail, ret_tail[useful]])
-    heads = np.concatenate([fwd_tail + 1, ret_head[useful]])
-    caps = np.concatenate([fwd_cap, demand[useful]])
-    costs = np.concatenate([np.zeros(len(fwd_tail), dtype=np.int64), -gain[useful]])
-    flow = min_cost_flow.SimpleMinCostFlow()
-    arcs = flow.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
-    status = flow.solve()
-    if status != flow.OPTIMAL:
-        raise RuntimeError(f"min-cost circulation ended with status {status}")
-    flows = np.asarray(flow.flows(arcs), dtype=np.int64)[len(fwd_tail):]
-    if accept is None:
-        accept = np.zeros((n_b, n_c, n_d))
-    accept[b[useful], c[useful], d[useful]] = flows / ACCEPT_UNITS
-    return accept
+    keep = np.ones(level.shape[:2], dtype=bool) if only is None else only
+    b, c = np.nonzero(keep)
+    if not len(b):
+        return b, c, np.zeros((0, level.shape[2])), np.zeros((0, level.shape[2]))
+    step = np.maximum(level[b, c], 0)[..., None]
+    present = data.present[b, c]
+    demand = np.where(present, np.floor(np.take_along_axis(data.demand[b, c], step, axis=2)[..., 0]
+                                        * ACCEPT_UNITS), 0).astype(np.int64)
+    gain = np.where(present, np.rint(np.take_along_axis(data.revenue[b, c], step, axis=2)[..., 0] * COST_UNITS),
+                    0).astype(np.int64)
+    big = demand.sum(axis=1, keepdims=True) + 1  # a day without the class: no limit
+    cars = np.where(present, np.minimum(np.floor(inst.capacity[b, c] * ACCEPT_UNITS + 1e-6).astype(np.int64), big),
+                    big)
+    accepts, prices = booking_limits.solve_many(inst.rental_days[c], cars, demand, gain)
+    return b, c, accepts, prices
 
 
 def _revenue(data: _Data, level: np.ndarray, accept: np.ndarray) -> np.ndarray:
@@ -737,6 +758,12 @@ def _branch_model(data: _Data, b: int, *, relax: bool = False, classes: list[int
     return _BranchModel(solver, x, y, order_rows)
 
 
+def branch_mip(instance: PriceInstance, b: int, time_limit_s: float, hint: np.ndarray | None) -> BranchSolution:
+    """Branch b's exact MIP alone (SCIP, one thread), started from `hint` ([class, day] steps) if given: its best plan
+    and its proven bound, for certifying plans offline."""
+    return _branch_mip(_Data.of(instance.select([b])), 0, time_limit_s, hint)
+
+
 def _branch_mip(data: _Data, b: int, time_limit_s: float, hint: np.ndarray | None,
                 threads: int = 1) -> BranchSolution:
     model = _branch_model(data, b)
@@ -910,9 +937,11 @@ def _climb(data: _Data, level: np.ndarray, accept: np.ndarray, deadline: float,
     # a class held low by the class above it may need the classes above to rise far, on many days at once
     halves = [list(range(n_d))] + ([list(range(n_d // 2)), list(range(n_d // 2, n_d))] if n_d > 7 else [])
     reach = range(1 - len(data.inst.ladder), len(data.inst.ladder))
+    runs = [(list(range(d, d + length)), shift) for length, shift in PATTERNS for d in range(n_d - length + 1)]
     tiers: list[list[Callable[[], bool]]] = [
         [lambda d=d: state.day_line(d) for d in range(n_d)]
         + [lambda days=days: state.block_line(days, reach) for days in halves],
+        *([[lambda days=days, shift=shift: state.pattern_line(days, shift) for days, shift in runs]] if runs else []),
         [lambda days=days: state.block_line(days) for days in blocks],
         *([lambda units=units, days=days, delta=delta: state.attempt(units, days, delta)
            for units, days in batches for delta in (1, -1, 2, -2)] for batches in (small, wide)),
@@ -940,6 +969,12 @@ def _climb(data: _Data, level: np.ndarray, accept: np.ndarray, deadline: float,
             tier += 1
     progress(1.0)
     return state.level, state.accept, state.earned.sum(axis=1), converged
+
+
+@cache
+def _patterns(days: int, reach: int) -> np.ndarray:
+    """Every pattern of shifts of −reach…reach over a run of days, [pattern, day]; the all-zero one included."""
+    return np.array(list(itertools.product(range(-reach, reach + 1), repeat=days)), dtype=np.int64)
 
 
 def _moves(data: _Data, *, classes: int, days: int, n_d: int) -> list[tuple[list[list[int]], list[int]]]:
@@ -1180,6 +1215,92 @@ class _Climb:
         self.level[b, c] = np.stack(trials)[picked, b, c]
         self.accept[b, c] = np.stack(accepts)[picked, b, c]
         self.earned[b, c] = earned[b, c, picked]
+        self.class_version += moved
+        self.day_version[:, span] += moved.any(axis=1)[:, None]
+        return True
+
+    def pattern_line(self, days: list[int], reach: int) -> bool:
+        """Re-choose every class on a short run of days at once, each class by its own pattern of shifts (any shift
+        of −reach…reach on each day of the run), the other days fixed. As in `block_line`, each class's revenue
+        under each pattern is exact and a dynamic programme over the classes in rank order picks the patterns that
+        keep class_order on every day of the run; max_step is kept inside the run and at its ends. Unlike a block,
+        a class may go down one day and up the next: sell cars cheaply on one day, keep them for a dearer one.
+
+        Most patterns cannot help, and solving a class's booking limits is the cost: the day prices of the current
+        booking limits (their optimal duals) bound each class's revenue under any pattern from above, and a pattern
+        is solved only where the dynamic programme over those bounds says a plan through it could earn more."""
+        data, inst = self.data, self.data.inst
+        n_b, n_c, n_d = self.level.shape
+        k = len(inst.ladder)
+        key = ("pattern", tuple(days), reach)
+        version = self.class_version.sum(axis=1)
+        stale = self.failed.get(key)
+        fresh = np.ones(n_b, dtype=bool) if stale is None else stale != version
+        if not fresh.any():
+            return False
+        span = slice(days[0], days[-1] + 1)
+        patterns = _patterns(len(days), reach)
+        still = int(np.flatnonzero(~patterns.any(axis=1))[0])
+        steps = self.level[:, :, span, None] + patterns.T[None, None]  # [branch, class, day of the run, pattern]
+        ok = ((steps >= 0) & (steps < k)).all(axis=2) & data.present[:, :, span].all(axis=2)[..., None]
+        steps = np.clip(steps, 0, k - 1)
+        if inst.max_step is not None:
+            ok &= (np.abs(np.diff(steps, axis=2)) <= inst.max_step).all(axis=2)
+            for outside, inside in ((days[0] - 1, 0), (days[-1] + 1, -1)):
+                if 0 <= outside < n_d:
+                    near = np.abs(steps[:, :, inside] - self.level[:, :, outside, None]) <= inst.max_step
+                    ok &= near | ~data.present[:, :, outside, None]
+        ok &= fresh[:, None, None]
+        ok[:, :, still] = True
+        chain = data.chain.tolist()
+        rate = np.take_along_axis(data.rate[:, :, span], steps, axis=3)  # [branch, class, day of the run, pattern]
+        step_ok = np.ones((n_b, n_c, len(patterns), len(patterns)), dtype=bool)
+        for i in range(1, n_c):
+            lo, hi = chain[i - 1], chain[i]
+            if inst.class_order and inst.class_rank[hi] > inst.class_rank[lo]:
+                fits = np.ones((n_b, len(patterns), len(patterns)), dtype=bool)
+                for w in range(len(days)):  # a day at a time: [branch, pattern of lo, pattern of hi]
+                    fits &= rate[:, hi, w, None, :] >= rate[:, lo, w, :, None] - data.tolerance
+                step_ok[:, i] = fits
+        now = self.earned.sum(axis=1)
+        # the bound: the current revenue, plus what each start in the run would add at the current day prices
+        occupied = _window_sum(_day_prices(data, self.level, fresh[:, None] & data.present.any(axis=2)),
+                               inst.rental_days, forward=True)[:, :, span, None]
+        worth = np.take_along_axis(data.demand[:, :, span], steps, axis=3) * np.maximum(
+            0.0, np.take_along_axis(data.revenue[:, :, span], steps, axis=3) - occupied)
+        bound = self.earned[..., None] + (worth - worth[..., still, None]).sum(axis=2)
+        through = _chain_through(np.where(ok, bound, -np.inf)[:, chain], step_ok)
+        wanted = np.zeros_like(ok)
+        wanted[:, chain] = through > now[:, None, None] + 1e-6
+        wanted &= ok
+        wanted[:, :, still] = False
+        earned = np.full((n_b, n_c, len(patterns)), -np.inf)
+        earned[:, :, still] = self.earned
+        for p in np.flatnonzero(wanted.any(axis=(0, 1))).tolist():
+            trial = self.level.copy()
+            trial[:, :, span] = np.where(wanted[:, :, p, None], steps[:, :, :, p], trial[:, :, span])
+            tried = _best_accepts(data, trial, wanted[:, :, p], self.accept)
+            earned[:, :, p] = np.where(wanted[:, :, p], _class_revenue(data, trial, tried), -np.inf)
+        value = earned[:, chain]
+        allowed = np.isfinite(value)
+        total, path = _chain_dp(np.where(allowed, value, 0.0), allowed, np.ones((n_b, n_c), dtype=bool), step_ok)
+        better = fresh & np.isfinite(total) & (total > now + 1e-6)
+        choice = np.full((n_b, n_c), still, dtype=np.int64)
+        choice[:, chain] = np.where(better[:, None], path, still)
+        final = self.level.copy()
+        final[:, :, span] = np.take_along_axis(steps, choice[:, :, None, None], axis=3)[..., 0]
+        if inst.class_order:
+            better &= _order_ok(data, final)  # classes apart in rank but not next in the chain, when some are absent
+        failed = np.full(n_b, -1, dtype=np.int64) if stale is None else stale.copy()
+        failed[fresh & ~better] = version[fresh & ~better]
+        self.failed[key] = failed
+        moved = better[:, None] & (choice != still)
+        if not moved.any():
+            return False
+        final = np.where(moved[..., None], final, self.level)
+        self.accept = _best_accepts(data, final, moved, self.accept)
+        self.level = final
+        self.earned = np.where(moved, _class_revenue(data, final, self.accept), self.earned)
         self.class_version += moved
         self.day_version[:, span] += moved.any(axis=1)[:, None]
         return True

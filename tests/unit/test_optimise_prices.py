@@ -265,6 +265,8 @@ def test_the_climb_stops_only_where_no_move_helps() -> None:
     assert not any(after.day_line(d) for d in range(inst.horizon_days))
     assert not any(after.block_line(list(range(d, d + n))) for n in (2, 3, 4) for d in range(inst.horizon_days - n + 1))
     assert not after.block_line(list(range(inst.horizon_days)), range(-7, 8))
+    assert not any(after.pattern_line(list(range(d, d + n)), reach) for n, reach in prices.PATTERNS
+                   for d in range(inst.horizon_days - n + 1))
     for units, days in prices._moves(after.data, classes=3, days=3, n_d=inst.horizon_days):
         for delta in (1, -1, 2, -2):
             assert not after.attempt(units, days, delta), (units, days, delta)
@@ -289,6 +291,29 @@ def test_a_day_line_finds_the_best_steps_of_its_day(seed: int) -> None:
     assert prices.rule_breaks(inst, state.level) == {"max_step": 0, "class_order": 0}
     assert (state.level[0, :, np.arange(4) != day] == 2).all()
     assert state.earned.sum() == pytest.approx(best, rel=1e-6, abs=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_pattern_line_finds_the_best_steps_of_its_run(seed: int) -> None:
+    # every class by its own shift on each of two days: a class may go down on one day and up on the next
+    data = random_instance(400 + seed, branches=1, classes=3, days=4, ladder=[0.8, 0.9, 1.0, 1.1, 1.25],
+                           max_step=1)
+    inst = parse_instance(data)
+    days = [1, 2] if seed % 2 else [0, 1]
+    start = np.full(inst.present.shape, 2)
+    state = climb_state(inst, start)
+    state.pattern_line(days, 1)
+    best = -np.inf
+    for combo in itertools.product(range(1, 4), repeat=6):
+        level = start.copy()
+        level[0][np.ix_(range(3), days)] = np.reshape(combo, (3, 2))
+        if prices.rule_breaks(inst, level) == {"max_step": 0, "class_order": 0}:
+            best = max(best, float(prices.evaluate_steps(inst, level)[1][0]))
+    assert prices.rule_breaks(inst, state.level) == {"max_step": 0, "class_order": 0}
+    outside = [d for d in range(4) if d not in days]
+    assert (state.level[0][:, outside] == 2).all()
+    assert state.earned.sum() == pytest.approx(best, rel=1e-6, abs=1e-3)
+    assert state.earned.sum() == pytest.approx(float(prices.evaluate_steps(inst, state.level)[1][0]), rel=1e-9)
 
 
 def test_progress_runs_from_zero_to_one() -> None:
