@@ -2,7 +2,8 @@
 revenue of every branch of the 100-branch benchmark instance, to certify how far the fast optimiser's plan can be
 from the optimum. `python -m bench.prices_exact mip SECONDS [MAX_BRANCHES] [PROCESSES]`: then the whole branch's MIP
 (SCIP, one thread) for SECONDS, started from our 10-s plan, widest certified gap first: its bound where lower, and
-the best plan it found (`mip_hint_*`).
+the best plan it found (`mip_hint_*`). `python -m bench.prices_exact refine BUDGET_SECONDS [MAX_BRANCHES]
+[PROCESSES]`: subgradient rounds again within that budget, towards our current 10-s plan, widest gap first.
 
 Per branch (`bound_branch` in services/optimise/prices.py, one thread): the LP relaxation of the exact MIP, then the
 Lagrangian relaxation of class_order, where every class is a small MIP of its own solved exactly (HiGHS; SCIP's bound
@@ -44,6 +45,8 @@ VERSION = 2
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "mip":
         return _mip(argv[1:])
+    if argv and argv[0] == "refine":
+        return _refine(argv[1:])
     budget = float(argv[0]) if argv else BUDGET_SECONDS
     limit = int(argv[1]) if len(argv) > 1 else BRANCHES
     processes = int(argv[2]) if len(argv) > 2 else 2
@@ -93,6 +96,30 @@ def _mip(argv: list[str]) -> int:
             PATH.write_text(json.dumps(done, indent=2) + "\n")
             print(f"{branch}: ours {float(ours[names.index(branch)]):,.0f}, MIP plan {entry['mip_hint_plan']}, "
                   f"bound {entry['bound']:,.0f}", flush=True)
+    return 0
+
+
+def _refine(argv: list[str]) -> int:
+    budget = float(argv[0])
+    limit = int(argv[1]) if len(argv) > 1 else BRANCHES
+    processes = int(argv[2]) if len(argv) > 2 else 2
+    instance = _instance()
+    plan = optimise_prices(instance, time_limit_s=PLAN_SECONDS)
+    _, ours = evaluate_steps(instance, plan.level)
+    done = _load()
+    names = list(instance.branch_ids)
+    todo = sorted(((names.index(branch), branch, float(ours[names.index(branch)]), budget)
+                   for branch, entry in done["branches"].items() if entry.get("refine_budget_s", 0) < budget),
+                  key=lambda task: task[2] / done["branches"][task[1]]["bound"])  # widest gap first
+    with get_context("spawn").Pool(processes) as pool:
+        for branch, known, result in pool.imap_unordered(_one, todo[:limit]):
+            entry = done["branches"][branch]
+            entry.update({"refine_budget_s": budget, "refine_known_plan": round(known, 4),
+                          "refine_rounds": result.rounds, "refine_seconds": round(result.seconds, 1),
+                          "refine_bound": None if result.lagrangian is None else round(result.lagrangian, 4)})
+            entry["bound"] = round(min(entry["bound"], result.bound), 4)
+            PATH.write_text(json.dumps(done, indent=2) + "\n")
+            print(f"{branch}: ours {known:,.0f}, bound {entry['bound']:,.0f} ({result.rounds} rounds)", flush=True)
     return 0
 
 

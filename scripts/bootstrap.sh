@@ -40,5 +40,7 @@ stamp=.venv/.fleetdesk-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  # compile the rate optimiser's booking-limit solver now (numba caches it), not inside its first run's time limit
+  .venv/bin/python -c "import services.optimise.booking_limits"
   touch "$stamp"
 fi

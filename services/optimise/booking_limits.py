@@ -23,7 +23,13 @@ from numba import njit
 _INF = np.int64(1) << np.int64(62)
 
 
-@njit(cache=True)
+# Signatures given: compiled when first imported (about 2 s, once: numba caches it beside the module, then loading
+# takes well under a second), not inside an optimiser run's time limit.
+_ROW = "int64[::1]"
+_ROWS = "int64[:, ::1]"
+
+
+@njit(f"void(int64, {_ROW}, {_ROW}, {_ROW}, {_ROW}, {_ROW})", cache=True)
 def _solve(length: int, cars: np.ndarray, demand: np.ndarray, gain: np.ndarray, out: np.ndarray,
            price: np.ndarray) -> None:  # pragma: no cover - compiled; tested through solve_many
     n = cars.shape[0]
@@ -165,7 +171,7 @@ def _solve(length: int, cars: np.ndarray, demand: np.ndarray, gain: np.ndarray, 
         price[d] = max(0, potential[d + 1] - potential[d])
 
 
-@njit(cache=True)
+@njit(f"void({_ROW}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS}, {_ROWS})", cache=True)
 def _solve_all(length: np.ndarray, cars: np.ndarray, demand: np.ndarray, gain: np.ndarray, out: np.ndarray,
                price: np.ndarray) -> None:  # pragma: no cover - compiled; tested through solve_many
     for i in range(length.shape[0]):

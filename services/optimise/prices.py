@@ -47,7 +47,7 @@ import pandas as pd
 from ortools.linear_solver import pywraplp
 from ortools.sat.python import cp_model
 
-from services.optimise import booking_limits, fields
+from services.optimise import fields
 
 ACCEPT_UNITS = 10_000  # accepts are solved by min-cost flow in whole 1/10,000 of a rental
 COST_UNITS = 100  # and revenue per rental in whole cents
@@ -483,6 +483,9 @@ def _limits(data: _Data, level: np.ndarray,
             only: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The (branch, class) pairs solved, their accepts (in 1/ACCEPT_UNITS of a rental) and day prices (in
     1/COST_UNITS per rental)."""
+    # numba: loaded on first use, not by every command that imports this module
+    from services.optimise import booking_limits
+
     inst = data.inst
     keep = np.ones(level.shape[:2], dtype=bool) if only is None else only
     b, c = np.nonzero(keep)
