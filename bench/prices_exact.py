@@ -4,6 +4,9 @@ from the optimum. `python -m bench.prices_exact mip SECONDS [MAX_BRANCHES] [PROC
 (SCIP, one thread) for SECONDS, started from our 10-s plan, widest certified gap first: its bound where lower, and
 the best plan it found (`mip_hint_*`). `python -m bench.prices_exact refine BUDGET_SECONDS [MAX_BRANCHES]
 [PROCESSES]`: subgradient rounds again within that budget, towards our current 10-s plan, widest gap first.
+`python -m bench.prices_exact pairs [MAX_BRANCHES] [PROCESSES]`: the same relaxation with classes next in rank kept
+together in pairs (class_order exact inside a pair, priced at the LP's duals between pairs), widest gap first
+(`pair_*`; PAIR_SECONDS a pair's MIP).
 
 Per branch (`bound_branch` in services/optimise/prices.py, one thread): the LP relaxation of the exact MIP, then the
 Lagrangian relaxation of class_order, where every class is a small MIP of its own solved exactly (HiGHS; SCIP's bound
@@ -34,6 +37,7 @@ from services.optimise.prices import bound_branch, branch_mip, evaluate_steps, o
 BRANCHES = 100
 BUDGET_SECONDS = 60.0
 CLASS_SECONDS = 30.0
+PAIR_SECONDS = 120.0
 PLAN_SECONDS = 10.0
 PATH = RESULTS / "prices_exact.json"
 METHOD = ("LP relaxation of the per-branch MIP, then the Lagrangian relaxation of class_order with one exact MIP per "
@@ -47,6 +51,8 @@ def main(argv: list[str]) -> int:
         return _mip(argv[1:])
     if argv and argv[0] == "refine":
         return _refine(argv[1:])
+    if argv and argv[0] == "pairs":
+        return _pairs(argv[1:])
     budget = float(argv[0]) if argv else BUDGET_SECONDS
     limit = int(argv[1]) if len(argv) > 1 else BRANCHES
     processes = int(argv[2]) if len(argv) > 2 else 2
@@ -121,6 +127,35 @@ def _refine(argv: list[str]) -> int:
             PATH.write_text(json.dumps(done, indent=2) + "\n")
             print(f"{branch}: ours {known:,.0f}, bound {entry['bound']:,.0f} ({result.rounds} rounds)", flush=True)
     return 0
+
+
+def _pairs(argv: list[str]) -> int:
+    limit = int(argv[0]) if argv else BRANCHES
+    processes = int(argv[1]) if len(argv) > 1 else 2
+    instance = _instance()
+    plan = optimise_prices(instance, time_limit_s=PLAN_SECONDS)
+    _, ours = evaluate_steps(instance, plan.level)
+    done = _load()
+    names = list(instance.branch_ids)
+    todo = sorted(((names.index(branch), branch) for branch, entry in done["branches"].items()
+                   if entry.get("pair_bound") is None),
+                  key=lambda task: float(ours[task[0]]) / done["branches"][task[1]]["bound"])  # widest gap first
+    with get_context("spawn").Pool(processes) as pool:
+        for branch, result in pool.imap_unordered(_one_pair, todo[:limit]):
+            entry = done["branches"][branch]
+            entry.update({"pair_bound": None if result.lagrangian is None else round(result.lagrangian, 4),
+                          "pairs_proved": result.classes_proved, "pair_seconds": round(result.seconds, 1),
+                          "pair_time_limit_s": PAIR_SECONDS})
+            entry["bound"] = round(min(entry["bound"], result.bound), 4)
+            PATH.write_text(json.dumps(done, indent=2) + "\n")
+            print(f"{branch}: ours {float(ours[names.index(branch)]):,.0f}, pairs {entry['pair_bound']}, "
+                  f"bound {entry['bound']:,.0f} ({result.seconds:.0f} s)", flush=True)
+    return 0
+
+
+def _one_pair(task: tuple[int, str]):
+    b, branch = task
+    return branch, bound_branch(_instance(), b, class_time_limit_s=PAIR_SECONDS, group=2)
 
 
 def _one_mip(task: tuple[int, str, np.ndarray, float]):

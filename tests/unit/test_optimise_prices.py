@@ -216,6 +216,21 @@ def test_subgradient_rounds_only_lower_the_certifying_bound_and_never_below_the_
     assert more.rounds >= 2 and more.lagrangian < first.lagrangian - 1.0  # … and the steps tighten it
 
 
+@pytest.mark.parametrize("seed", [232, 234, 235])
+def test_pairs_of_classes_kept_together_give_a_bound_between_the_optimum_and_the_one_class_bound(seed: int) -> None:
+    data = random_instance(seed, branches=1, classes=4, days=4)
+    optimum = exact_mip(data)
+    alone = bound_branch(parse_instance(data), 0, class_time_limit_s=30)
+    pairs = bound_branch(parse_instance(data), 0, class_time_limit_s=30, group=2)
+    whole = bound_branch(parse_instance(data), 0, class_time_limit_s=30, group=4)
+    assert alone.lagrangian is not None and pairs.lagrangian is not None and whole.lagrangian is not None
+    assert pairs.classes_proved == 2 and whole.classes_proved == 1
+    assert optimum <= pairs.lagrangian * (1 + 1e-6) and pairs.lagrangian <= alone.lagrangian * (1 + 1e-6)
+    assert whole.lagrangian == pytest.approx(optimum, rel=1e-6)  # one group: nothing relaxed, the exact MIP
+    if seed != 234:  # on these two the one-class bound is loose (6,409.65 and 7,705.89) and the pairs' exact
+        assert alone.lagrangian > optimum + 1.0 and pairs.lagrangian == pytest.approx(optimum, rel=1e-6)
+
+
 def test_without_class_order_the_certifying_bound_is_the_optimum() -> None:
     # the classes only meet through class_order: with it gone, one exact MIP per class is the exact optimum
     data = random_instance(210, branches=1, classes=3, days=5, class_order=False)
