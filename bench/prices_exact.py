@@ -4,9 +4,9 @@ from the optimum. `python -m bench.prices_exact mip SECONDS [MAX_BRANCHES] [PROC
 (SCIP, one thread) for SECONDS, started from our 10-s plan, widest certified gap first: its bound where lower, and
 the best plan it found (`mip_hint_*`). `python -m bench.prices_exact refine BUDGET_SECONDS [MAX_BRANCHES]
 [PROCESSES]`: subgradient rounds again within that budget, towards our current 10-s plan, widest gap first.
-`python -m bench.prices_exact pairs [MAX_BRANCHES] [PROCESSES]`: the same relaxation with classes next in rank kept
-together in pairs (class_order exact inside a pair, priced at the LP's duals between pairs), widest gap first
-(`pair_*`; PAIR_SECONDS a pair's MIP).
+`python -m bench.prices_exact groups SIZE [MAX_BRANCHES] [PROCESSES]`: the same relaxation with runs of SIZE classes
+next in rank kept together (class_order exact inside a run, priced at the LP's duals between runs), widest gap
+first (`group<SIZE>_*`; GROUP_SECONDS a run's MIP).
 
 Per branch (`bound_branch` in services/optimise/prices.py, one thread): the LP relaxation of the exact MIP, then the
 Lagrangian relaxation of class_order, where every class is a small MIP of its own solved exactly (HiGHS; SCIP's bound
@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from functools import cache
 from multiprocessing import get_context
+from typing import Any
 
 import numpy as np
 
@@ -37,12 +39,14 @@ from services.optimise.prices import bound_branch, branch_mip, evaluate_steps, o
 BRANCHES = 100
 BUDGET_SECONDS = 60.0
 CLASS_SECONDS = 30.0
-PAIR_SECONDS = 120.0
+GROUP_SECONDS = 120.0
 PLAN_SECONDS = 10.0
 PATH = RESULTS / "prices_exact.json"
 METHOD = ("LP relaxation of the per-branch MIP, then the Lagrangian relaxation of class_order with one exact MIP per "
           "class (HiGHS, one thread; SCIP's bound where HiGHS did not finish), at the LP's dual prices and then at "
-          "prices moved by subgradient steps towards our own plan's revenue, within a budget per branch")
+          "prices moved by subgradient steps towards our own plan's revenue, within a budget per branch; then the "
+          "same with classes next in rank kept together in pairs, class_order exact inside each pair and priced at "
+          "the LP's duals between pairs; the lowest bound of all counts")
 VERSION = 2
 
 
@@ -51,8 +55,8 @@ def main(argv: list[str]) -> int:
         return _mip(argv[1:])
     if argv and argv[0] == "refine":
         return _refine(argv[1:])
-    if argv and argv[0] == "pairs":
-        return _pairs(argv[1:])
+    if argv and argv[0] == "groups":
+        return _groups(argv[1:])
     budget = float(argv[0]) if argv else BUDGET_SECONDS
     limit = int(argv[1]) if len(argv) > 1 else BRANCHES
     processes = int(argv[2]) if len(argv) > 2 else 2
@@ -65,7 +69,7 @@ def main(argv: list[str]) -> int:
     todo = [(b, branch, float(ours[b]), budget) for b, branch in enumerate(instance.branch_ids[:limit])
             if done["branches"].get(branch, {}).get("version") != VERSION]
     with get_context("spawn").Pool(processes) as pool:
-        for branch, known, result in pool.imap_unordered(_one, todo):
+        for branch, (known, result) in pool.imap_unordered(_one, todo):
             entry = done["branches"].setdefault(branch, {})
             earlier = [entry[k] for k in ("mip_bound", "lagrangian_bound_scip6s") if entry.get(k) is not None]
             entry.update({"version": VERSION, "known_plan": round(known, 4), "lp_bound": round(result.lp, 4),
@@ -81,55 +85,49 @@ def main(argv: list[str]) -> int:
 
 def _mip(argv: list[str]) -> int:
     seconds = float(argv[0])
-    limit = int(argv[1]) if len(argv) > 1 else BRANCHES
-    processes = int(argv[2]) if len(argv) > 2 else 2
-    instance = _instance()
-    plan = optimise_prices(instance, time_limit_s=PLAN_SECONDS)
-    _, ours = evaluate_steps(instance, plan.level)
-    done = _load()
-    names = list(instance.branch_ids)
-    todo = [(names.index(branch), branch, plan.level[names.index(branch)], seconds)
-            for branch, entry in done["branches"].items() if entry.get("mip_hint_seconds", 0) < seconds]
-    todo.sort(key=lambda task: float(ours[task[0]]) / done["branches"][task[1]]["bound"])  # widest gap first
-    with get_context("spawn").Pool(processes) as pool:
-        for branch, result in pool.imap_unordered(_one_mip, todo[:limit]):
-            entry = done["branches"][branch]
-            entry.update({"mip_hint_seconds": seconds, "mip_hint_status": result.status,
-                          "mip_hint_plan": None if result.objective is None else round(result.objective, 4),
-                          "mip_hint_bound": None if result.bound is None else round(result.bound, 4)})
-            if result.bound is not None:
-                entry["bound"] = round(min(entry["bound"], result.bound), 4)
-            PATH.write_text(json.dumps(done, indent=2) + "\n")
-            print(f"{branch}: ours {float(ours[names.index(branch)]):,.0f}, MIP plan {entry['mip_hint_plan']}, "
-                  f"bound {entry['bound']:,.0f}", flush=True)
-    return 0
+
+    def record(entry: dict, result) -> float | None:
+        entry.update({"mip_hint_seconds": seconds, "mip_hint_status": result.status,
+                      "mip_hint_plan": None if result.objective is None else round(result.objective, 4),
+                      "mip_hint_bound": None if result.bound is None else round(result.bound, 4)})
+        return result.bound
+
+    return _widest_first(argv[1:], lambda entry: entry.get("mip_hint_seconds", 0) < seconds,
+                         lambda b, branch, level, known: (b, branch, level, seconds), _one_mip, record)
 
 
 def _refine(argv: list[str]) -> int:
     budget = float(argv[0])
-    limit = int(argv[1]) if len(argv) > 1 else BRANCHES
-    processes = int(argv[2]) if len(argv) > 2 else 2
-    instance = _instance()
-    plan = optimise_prices(instance, time_limit_s=PLAN_SECONDS)
-    _, ours = evaluate_steps(instance, plan.level)
-    done = _load()
-    names = list(instance.branch_ids)
-    todo = sorted(((names.index(branch), branch, float(ours[names.index(branch)]), budget)
-                   for branch, entry in done["branches"].items() if entry.get("refine_budget_s", 0) < budget),
-                  key=lambda task: task[2] / done["branches"][task[1]]["bound"])  # widest gap first
-    with get_context("spawn").Pool(processes) as pool:
-        for branch, known, result in pool.imap_unordered(_one, todo[:limit]):
-            entry = done["branches"][branch]
-            entry.update({"refine_budget_s": budget, "refine_known_plan": round(known, 4),
-                          "refine_rounds": result.rounds, "refine_seconds": round(result.seconds, 1),
-                          "refine_bound": None if result.lagrangian is None else round(result.lagrangian, 4)})
-            entry["bound"] = round(min(entry["bound"], result.bound), 4)
-            PATH.write_text(json.dumps(done, indent=2) + "\n")
-            print(f"{branch}: ours {known:,.0f}, bound {entry['bound']:,.0f} ({result.rounds} rounds)", flush=True)
-    return 0
+
+    def record(entry: dict, result) -> float:
+        known, result = result
+        entry.update({"refine_budget_s": budget, "refine_known_plan": round(known, 4),
+                      "refine_rounds": result.rounds, "refine_seconds": round(result.seconds, 1),
+                      "refine_bound": None if result.lagrangian is None else round(result.lagrangian, 4)})
+        return result.bound
+
+    return _widest_first(argv[1:], lambda entry: entry.get("refine_budget_s", 0) < budget,
+                         lambda b, branch, level, known: (b, branch, known, budget), _one, record)
 
 
-def _pairs(argv: list[str]) -> int:
+def _groups(argv: list[str]) -> int:
+    size = int(argv[0])
+
+    def record(entry: dict, result) -> float:
+        entry.update({f"group{size}_bound": None if result.lagrangian is None else round(result.lagrangian, 4),
+                      f"group{size}_proved": result.classes_proved, f"group{size}_seconds": round(result.seconds, 1),
+                      f"group{size}_time_limit_s": GROUP_SECONDS})
+        return result.bound
+
+    return _widest_first(argv[1:], lambda entry: entry.get(f"group{size}_bound") is None,
+                         lambda b, branch, level, known: (b, branch, size), _one_group, record)
+
+
+def _widest_first(argv: list[str], pending: Callable[[dict], bool], task: Callable[..., tuple],
+                  worker: Callable[[tuple], tuple], record: Callable[[dict, Any], float | None]) -> int:
+    """The further runs: our 10-s plan, then `worker(task(...))` in processes for the branches `pending` says are to
+    do, widest certified gap first ([MAX_BRANCHES] [PROCESSES] in argv); `record` stores a result in the branch's
+    entry and returns the bound it proves (None: none), which replaces the branch's bound where lower."""
     limit = int(argv[0]) if argv else BRANCHES
     processes = int(argv[1]) if len(argv) > 1 else 2
     instance = _instance()
@@ -137,25 +135,23 @@ def _pairs(argv: list[str]) -> int:
     _, ours = evaluate_steps(instance, plan.level)
     done = _load()
     names = list(instance.branch_ids)
-    todo = sorted(((names.index(branch), branch) for branch, entry in done["branches"].items()
-                   if entry.get("pair_bound") is None),
-                  key=lambda task: float(ours[task[0]]) / done["branches"][task[1]]["bound"])  # widest gap first
+    todo = [(names.index(branch), branch) for branch, entry in done["branches"].items() if pending(entry)]
+    todo.sort(key=lambda item: float(ours[item[0]]) / done["branches"][item[1]]["bound"])
+    tasks = [task(b, branch, plan.level[b], float(ours[b])) for b, branch in todo[:limit]]
     with get_context("spawn").Pool(processes) as pool:
-        for branch, result in pool.imap_unordered(_one_pair, todo[:limit]):
+        for branch, result in pool.imap_unordered(worker, tasks):
             entry = done["branches"][branch]
-            entry.update({"pair_bound": None if result.lagrangian is None else round(result.lagrangian, 4),
-                          "pairs_proved": result.classes_proved, "pair_seconds": round(result.seconds, 1),
-                          "pair_time_limit_s": PAIR_SECONDS})
-            entry["bound"] = round(min(entry["bound"], result.bound), 4)
+            lower = record(entry, result)
+            if lower is not None:
+                entry["bound"] = round(min(entry["bound"], lower), 4)
             PATH.write_text(json.dumps(done, indent=2) + "\n")
-            print(f"{branch}: ours {float(ours[names.index(branch)]):,.0f}, pairs {entry['pair_bound']}, "
-                  f"bound {entry['bound']:,.0f} ({result.seconds:.0f} s)", flush=True)
+            print(f"{branch}: ours {float(ours[names.index(branch)]):,.0f}, bound {entry['bound']:,.0f}", flush=True)
     return 0
 
 
-def _one_pair(task: tuple[int, str]):
-    b, branch = task
-    return branch, bound_branch(_instance(), b, class_time_limit_s=PAIR_SECONDS, group=2)
+def _one_group(task: tuple[int, str, int]):
+    b, branch, size = task
+    return branch, bound_branch(_instance(), b, class_time_limit_s=GROUP_SECONDS, group=size)
 
 
 def _one_mip(task: tuple[int, str, np.ndarray, float]):
@@ -170,8 +166,8 @@ def _instance():
 
 def _one(task: tuple[int, str, float, float]):
     b, branch, known, budget = task
-    return branch, known, bound_branch(_instance(), b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget,
-                                       known=known)
+    return branch, (known, bound_branch(_instance(), b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget,
+                                        known=known))
 
 
 def _load() -> dict:
@@ -182,6 +178,10 @@ def _load() -> dict:
         return {"instance": key, "method": METHOD, "branches": {}}
     done["method"] = METHOD
     for entry in done["branches"].values():
+        for old, new in (("pair_bound", "group2_bound"), ("pairs_proved", "group2_proved"),
+                         ("pair_seconds", "group2_seconds"), ("pair_time_limit_s", "group2_time_limit_s")):
+            if old in entry:
+                entry[new] = entry.pop(old)
         if entry.get("version") is None and "lagrangian_bound" in entry:
             entry["lagrangian_bound_scip6s"] = entry.pop("lagrangian_bound")
             entry["classes_proved_scip6s"] = entry.pop("classes_proved", None)
