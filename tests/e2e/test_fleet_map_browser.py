@@ -33,6 +33,12 @@ def sign_in(page, base_url: str, email: str, password: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def settled(page) -> None:
+    """Wait until Streamlit has finished the run the last action started (its status widget is gone): elements
+    drawn before the end of a run may still be replaced (a deck.gl canvas detached mid-scroll on a loaded machine)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
 def test_fleet_map_renders_the_map_and_the_status_counts(live_app, page, demo_url):
     sign_in(page, live_app, "fleet@fleetdesk.demo", FLEET_PASSWORD)
     page.get_by_role("heading", name="Fleet map").wait_for(timeout=60_000)
@@ -50,6 +56,7 @@ def test_fleet_map_renders_the_map_and_the_status_counts(live_app, page, demo_ur
     assert shown["Available"] == f"{available:,}"
     assert shown["Vehicles shown"] == f"{total:,}"
 
+    settled(page)
     deck = page.locator("[data-testid='stDeckGlJsonChart'] canvas").first
     deck.wait_for(state="visible", timeout=30_000)
     box = deck.bounding_box()

@@ -23,7 +23,7 @@ from tests import factories as f
 from tests.conftest import recreate_database
 from tests.db_helpers import scalar
 from tests.e2e.conftest import serve_app
-from tests.e2e.test_fleet_map_browser import SHOTS, sign_in
+from tests.e2e.test_fleet_map_browser import SHOTS, settled, sign_in
 
 pytestmark = pytest.mark.e2e
 FLEET_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "fleet@fleetdesk.demo")
@@ -64,6 +64,7 @@ def test_a_fleet_manager_plans_approves_and_completes_a_move(rebalancing_db, pag
         page.get_by_role("tab", name="Plan").click()
         page.get_by_role("button", name="Make a plan").click()
         page.get_by_text("Total cost").wait_for(timeout=60_000)
+        settled(page)  # the maps are drawn again until the run ends: take the canvas after that
         arcs = page.locator("[data-testid='stDeckGlJsonChart'] canvas").nth(1)
         arcs.scroll_into_view_if_needed()
         arcs.wait_for(state="visible", timeout=30_000)

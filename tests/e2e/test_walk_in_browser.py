@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from db.session import make_engine
 from services.staff import DEMO_STAFF
-from tests.e2e.test_fleet_map_browser import SHOTS, sign_in
+from tests.e2e.test_fleet_map_browser import SHOTS, settled, sign_in
 
 pytestmark = pytest.mark.e2e
 DESK_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "desk@fleetdesk.demo")
@@ -36,11 +36,6 @@ def _row(url, sql: str, **params):
             return conn.execute(text(sql), params).mappings().first()
     finally:
         engine.dispose()
-
-
-def settled(page) -> None:
-    """Wait until Streamlit has finished the run the last action started."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
 
 
 def choose(page, key: str, typed: str = "") -> None:
