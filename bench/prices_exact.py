@@ -28,7 +28,6 @@ import sys
 from collections.abc import Callable
 from functools import cache
 from multiprocessing import get_context
-from typing import Any
 
 import numpy as np
 
@@ -69,11 +68,11 @@ def main(argv: list[str]) -> int:
     todo = [(b, branch, float(ours[b]), budget) for b, branch in enumerate(instance.branch_ids[:limit])
             if done["branches"].get(branch, {}).get("version") != VERSION]
     with get_context("spawn").Pool(processes) as pool:
-        for branch, (known, result) in pool.imap_unordered(_one, todo):
+        for branch, known, result in pool.imap_unordered(_one, todo):
             entry = done["branches"].setdefault(branch, {})
             earlier = [entry[k] for k in ("mip_bound", "lagrangian_bound_scip6s") if entry.get(k) is not None]
             entry.update({"version": VERSION, "known_plan": round(known, 4), "lp_bound": round(result.lp, 4),
-                          "lagrangian_bound": None if result.lagrangian is None else round(result.lagrangian, 4),
+                          "lagrangian_bound": _rounded(result.lagrangian),
                           "bound": round(min([result.bound, *earlier]), 4), "rounds": result.rounds,
                           "classes_proved": result.classes_proved, "seconds": round(result.seconds, 1),
                           "budget_s": budget, "class_time_limit_s": CLASS_SECONDS})
@@ -85,49 +84,27 @@ def main(argv: list[str]) -> int:
 
 def _mip(argv: list[str]) -> int:
     seconds = float(argv[0])
-
-    def record(entry: dict, result) -> float | None:
-        entry.update({"mip_hint_seconds": seconds, "mip_hint_status": result.status,
-                      "mip_hint_plan": None if result.objective is None else round(result.objective, 4),
-                      "mip_hint_bound": None if result.bound is None else round(result.bound, 4)})
-        return result.bound
-
     return _widest_first(argv[1:], lambda entry: entry.get("mip_hint_seconds", 0) < seconds,
-                         lambda b, branch, level, known: (b, branch, level, seconds), _one_mip, record)
+                         lambda b, branch, level, known: (b, branch, level, seconds), _one_mip)
 
 
 def _refine(argv: list[str]) -> int:
     budget = float(argv[0])
-
-    def record(entry: dict, result) -> float:
-        known, result = result
-        entry.update({"refine_budget_s": budget, "refine_known_plan": round(known, 4),
-                      "refine_rounds": result.rounds, "refine_seconds": round(result.seconds, 1),
-                      "refine_bound": None if result.lagrangian is None else round(result.lagrangian, 4)})
-        return result.bound
-
     return _widest_first(argv[1:], lambda entry: entry.get("refine_budget_s", 0) < budget,
-                         lambda b, branch, level, known: (b, branch, known, budget), _one, record)
+                         lambda b, branch, level, known: (b, branch, known, budget), _one_refine)
 
 
 def _groups(argv: list[str]) -> int:
     size = int(argv[0])
-
-    def record(entry: dict, result) -> float:
-        entry.update({f"group{size}_bound": None if result.lagrangian is None else round(result.lagrangian, 4),
-                      f"group{size}_proved": result.classes_proved, f"group{size}_seconds": round(result.seconds, 1),
-                      f"group{size}_time_limit_s": GROUP_SECONDS})
-        return result.bound
-
     return _widest_first(argv[1:], lambda entry: entry.get(f"group{size}_bound") is None,
-                         lambda b, branch, level, known: (b, branch, size), _one_group, record)
+                         lambda b, branch, level, known: (b, branch, size), _one_group)
 
 
 def _widest_first(argv: list[str], pending: Callable[[dict], bool], task: Callable[..., tuple],
-                  worker: Callable[[tuple], tuple], record: Callable[[dict, Any], float | None]) -> int:
+                  worker: Callable[[tuple], tuple[str, dict, float | None]]) -> int:
     """The further runs: our 10-s plan, then `worker(task(...))` in processes for the branches `pending` says are to
-    do, widest certified gap first ([MAX_BRANCHES] [PROCESSES] in argv); `record` stores a result in the branch's
-    entry and returns the bound it proves (None: none), which replaces the branch's bound where lower."""
+    do, widest certified gap first ([MAX_BRANCHES] [PROCESSES] in argv). A worker returns the branch, the fields
+    to store in its entry and the bound it proves (None: none), which replaces the branch's bound where lower."""
     limit = int(argv[0]) if argv else BRANCHES
     processes = int(argv[1]) if len(argv) > 1 else 2
     instance = _instance()
@@ -139,9 +116,9 @@ def _widest_first(argv: list[str], pending: Callable[[dict], bool], task: Callab
     todo.sort(key=lambda item: float(ours[item[0]]) / done["branches"][item[1]]["bound"])
     tasks = [task(b, branch, plan.level[b], float(ours[b])) for b, branch in todo[:limit]]
     with get_context("spawn").Pool(processes) as pool:
-        for branch, result in pool.imap_unordered(worker, tasks):
+        for branch, fields, lower in pool.imap_unordered(worker, tasks):
             entry = done["branches"][branch]
-            lower = record(entry, result)
+            entry.update(fields)
             if lower is not None:
                 entry["bound"] = round(min(entry["bound"], lower), 4)
             PATH.write_text(json.dumps(done, indent=2) + "\n")
@@ -149,14 +126,31 @@ def _widest_first(argv: list[str], pending: Callable[[dict], bool], task: Callab
     return 0
 
 
-def _one_group(task: tuple[int, str, int]):
-    b, branch, size = task
-    return branch, bound_branch(_instance(), b, class_time_limit_s=GROUP_SECONDS, group=size)
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
-def _one_mip(task: tuple[int, str, np.ndarray, float]):
+def _one_mip(task: tuple[int, str, np.ndarray, float]) -> tuple[str, dict, float | None]:
     b, branch, level, seconds = task
-    return branch, branch_mip(_instance(), b, seconds, level)
+    result = branch_mip(_instance(), b, seconds, level)
+    return branch, {"mip_hint_seconds": seconds, "mip_hint_status": result.status,
+                    "mip_hint_plan": _rounded(result.objective), "mip_hint_bound": _rounded(result.bound)}, result.bound
+
+
+def _one_refine(task: tuple[int, str, float, float]) -> tuple[str, dict, float]:
+    b, branch, known, budget = task
+    result = bound_branch(_instance(), b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget, known=known)
+    return branch, {"refine_budget_s": budget, "refine_known_plan": round(known, 4), "refine_rounds": result.rounds,
+                    "refine_seconds": round(result.seconds, 1), "refine_bound": _rounded(result.lagrangian)}, \
+        result.bound
+
+
+def _one_group(task: tuple[int, str, int]) -> tuple[str, dict, float]:
+    b, branch, size = task
+    result = bound_branch(_instance(), b, class_time_limit_s=GROUP_SECONDS, group=size)
+    return branch, {f"group{size}_bound": _rounded(result.lagrangian), f"group{size}_proved": result.classes_proved,
+                    f"group{size}_seconds": round(result.seconds, 1), f"group{size}_time_limit_s": GROUP_SECONDS}, \
+        result.bound
 
 
 @cache
@@ -166,8 +160,8 @@ def _instance():
 
 def _one(task: tuple[int, str, float, float]):
     b, branch, known, budget = task
-    return branch, (known, bound_branch(_instance(), b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget,
-                                        known=known))
+    return branch, known, bound_branch(_instance(), b, class_time_limit_s=CLASS_SECONDS, time_budget_s=budget,
+                                       known=known)
 
 
 def _load() -> dict:

@@ -50,7 +50,7 @@ def _solve(length: int, cars: np.ndarray, demand: np.ndarray, gain: np.ndarray, 
         return
     source, sink = n + 1, n + 2
     nodes = n + 3
-    arcs = 2 * (3 * n + 2 * (n + 1))
+    arcs = 2 * (n + n + (n + 1))  # pairs (arc, its reverse): the days, the starts, the source's or sink's
     head = np.empty(arcs, dtype=np.int64)
     tail = np.empty(arcs, dtype=np.int64)
     cap = np.zeros(arcs, dtype=np.int64)
@@ -97,7 +97,7 @@ def _solve(length: int, cars: np.ndarray, demand: np.ndarray, gain: np.ndarray, 
     dist = np.empty(nodes, dtype=np.int64)
     done = np.empty(nodes, dtype=np.bool_)
     via = np.empty(nodes, dtype=np.int64)
-    stack = np.empty(nodes * nodes + 1, dtype=np.int64)
+    stack = np.empty(nodes, dtype=np.int64)  # a node is pushed at most once a search
     while True:
         for v in range(nodes):
             dist[v] = _INF
@@ -133,7 +133,6 @@ def _solve(length: int, cars: np.ndarray, demand: np.ndarray, gain: np.ndarray, 
                 done[v] = False
                 via[v] = -1
             done[source] = True
-            top = 0
             stack[0] = source
             top = 1
             found = False

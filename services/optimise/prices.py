@@ -342,6 +342,26 @@ def _chain_through(value: np.ndarray, step_ok: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(value), through, -np.inf)
 
 
+def _order_steps(data: _Data, steps: np.ndarray, span: slice) -> np.ndarray:
+    """For a dynamic programme over the classes in rank order where each class picks one of some options on a run
+    of days (`steps` [branch, class, day of the run, option]: its ladder steps there): step_ok [branch, position in
+    the chain, option of the class before, option of this one], true where class_order holds on every day of the run
+    on which both classes are present."""
+    inst = data.inst
+    n_b, n_c, _, n_o = steps.shape
+    rate = np.take_along_axis(data.rate[:, :, span], steps, axis=3)
+    present = data.present[:, :, span]
+    chain = data.chain.tolist()
+    step_ok = np.ones((n_b, n_c, n_o, n_o), dtype=bool)
+    for i in range(1, n_c):
+        lo, hi = chain[i - 1], chain[i]
+        if inst.class_order and inst.class_rank[hi] > inst.class_rank[lo]:
+            both = (present[:, lo] & present[:, hi])[:, :, None, None]
+            fits = rate[:, hi, :, None, :] >= rate[:, lo, :, :, None] - data.tolerance  # [b, day, lo's, hi's]
+            step_ok[:, i] = (fits | ~both).all(axis=1)
+    return step_ok
+
+
 def _order_bounds(data: _Data, level: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
     """The lowest and highest rate class c may have per [branch, day] given the other classes' steps."""
     inst = data.inst
@@ -721,7 +741,7 @@ class _BranchModel:
 
 
 def _branch_model(data: _Data, b: int, *, relax: bool = False, classes: list[int] | None = None,
-                  order: bool = True, x_cost: np.ndarray | None = None, solver_id: str = "SCIP") -> _BranchModel:
+                  x_cost: np.ndarray | None = None, solver_id: str = "SCIP") -> _BranchModel:
     """The exact model of branch b (or of some of its classes): one binary per ladder step, accepts per step capped
     by the demand and by the fewest cars on the days a start occupies, max_step as transition flows, class_order
     in cumulative form; `x_cost` [class, day, step] is taken off the objective per chosen step."""
@@ -757,7 +777,7 @@ def _branch_model(data: _Data, b: int, *, relax: bool = False, classes: list[int
                 solver.Add(solver.Sum([v for (a, _), v in moves.items() if a == i]) == x[c, d - 1][i])
                 solver.Add(solver.Sum([v for (_, e), v in moves.items() if e == i]) == x[c, d][i])
     order_rows = []
-    if inst.class_order and order:
+    if inst.class_order:
         for d in range(n_d):
             here = [c for c in range(n_c) if present[c, d]]
             ranks = sorted({float(inst.class_rank[c]) for c in here})
@@ -957,7 +977,7 @@ def _climb(data: _Data, level: np.ndarray, accept: np.ndarray, deadline: float,
     tiers: list[list[Callable[[], bool]]] = [
         [lambda d=d: state.day_line(d) for d in range(n_d)]
         + [lambda days=days: state.block_line(days, reach) for days in halves],
-        *([[lambda days=days, shift=shift: state.pattern_line(days, shift) for days, shift in runs]] if runs else []),
+        [lambda days=days, shift=shift: state.pattern_line(days, shift) for days, shift in runs],
         [lambda days=days: state.block_line(days) for days in blocks],
         *([lambda units=units, days=days, delta=delta: state.attempt(units, days, delta)
            for units, days in batches for delta in (1, -1, 2, -2)] for batches in (small, wide)),
@@ -1116,9 +1136,7 @@ class _Climb:
         n_b, n_c, _ = self.level.shape
         k = len(data.inst.ladder)
         key = ("day", d)
-        version = self.class_version.sum(axis=1)
-        stale = self.failed.get(key)
-        fresh = np.ones(n_b, dtype=bool) if stale is None else stale != version
+        fresh = self._fresh(key)
         present = data.present[:, :, d]
         if not (fresh[:, None] & present).any():
             return False
@@ -1140,9 +1158,7 @@ class _Climb:
                                    data.rate[:, chain, d])
         now = np.where(present, self.earned, 0.0).sum(axis=1)
         better = fresh & np.isfinite(total) & (total > now + 1e-6)
-        failed = np.full(n_b, -1, dtype=np.int64) if stale is None else stale.copy()
-        failed[fresh & ~better] = version[fresh & ~better]
-        self.failed[key] = failed
+        self._failed(key, fresh & ~better)
         if not better.any():
             return False
         steps = np.empty((n_b, n_c), dtype=np.int64)
@@ -1169,9 +1185,7 @@ class _Climb:
         n_b, n_c, n_d = self.level.shape
         k = len(inst.ladder)
         key = ("block", tuple(days), tuple(shifts))
-        version = self.class_version.sum(axis=1)
-        stale = self.failed.get(key)
-        fresh = np.ones(n_b, dtype=bool) if stale is None else stale != version
+        fresh = self._fresh(key)
         span = slice(days[0], days[-1] + 1)
         present = data.present[:, :, span]
         if not fresh.any():
@@ -1195,16 +1209,7 @@ class _Climb:
             trials.append(trial)
             accepts.append(tried)
         chain = data.chain.tolist()
-        rate = np.take_along_axis(data.rate[:, :, span][:, :, :, None, :],
-                                  np.stack([t[:, :, span] for t in trials], axis=3)[..., None], axis=4)[..., 0]
-        n_s = len(options)
-        step_ok = np.ones((n_b, n_c, n_s, n_s), dtype=bool)
-        for i in range(1, n_c):
-            lo, hi = chain[i - 1], chain[i]
-            if inst.class_order and inst.class_rank[hi] > inst.class_rank[lo]:
-                both = (present[:, lo] & present[:, hi])[:, :, None, None]
-                fits = rate[:, hi, :, None, :] >= rate[:, lo, :, :, None] - data.tolerance  # [b, day, s_lo, s_hi]
-                step_ok[:, i] = (fits | ~both).all(axis=1)
+        step_ok = _order_steps(data, np.stack([t[:, :, span] for t in trials], axis=3), span)
         value = earned[:, chain]
         allowed = np.isfinite(value)
         stuck = ~allowed.any(axis=2)  # classes that cannot move here stay, counted apart
@@ -1220,9 +1225,7 @@ class _Climb:
         final = np.where(better[:, None, None], final, self.level)
         if inst.class_order:
             better &= _order_ok(data, final)  # classes apart in rank but not next in the chain, when some are absent
-        failed = np.full(n_b, -1, dtype=np.int64) if stale is None else stale.copy()
-        failed[fresh & ~better] = version[fresh & ~better]
-        self.failed[key] = failed
+        self._failed(key, fresh & ~better)
         moved = better[:, None] & (choice != options.index(0))
         if not moved.any():
             return False
@@ -1249,9 +1252,7 @@ class _Climb:
         n_b, n_c, n_d = self.level.shape
         k = len(inst.ladder)
         key = ("pattern", tuple(days), reach)
-        version = self.class_version.sum(axis=1)
-        stale = self.failed.get(key)
-        fresh = np.ones(n_b, dtype=bool) if stale is None else stale != version
+        fresh = self._fresh(key)
         if not fresh.any():
             return False
         span = slice(days[0], days[-1] + 1)
@@ -1269,15 +1270,7 @@ class _Climb:
         ok &= fresh[:, None, None]
         ok[:, :, still] = True
         chain = data.chain.tolist()
-        rate = np.take_along_axis(data.rate[:, :, span], steps, axis=3)  # [branch, class, day of the run, pattern]
-        step_ok = np.ones((n_b, n_c, len(patterns), len(patterns)), dtype=bool)
-        for i in range(1, n_c):
-            lo, hi = chain[i - 1], chain[i]
-            if inst.class_order and inst.class_rank[hi] > inst.class_rank[lo]:
-                fits = np.ones((n_b, len(patterns), len(patterns)), dtype=bool)
-                for w in range(len(days)):  # a day at a time: [branch, pattern of lo, pattern of hi]
-                    fits &= rate[:, hi, w, None, :] >= rate[:, lo, w, :, None] - data.tolerance
-                step_ok[:, i] = fits
+        step_ok = _order_steps(data, steps, span)
         now = self.earned.sum(axis=1)
         # the bound: the current revenue, plus what each start in the run would add at the current day prices
         occupied = _window_sum(_day_prices(data, self.level, fresh[:, None] & data.present.any(axis=2)),
@@ -1307,9 +1300,7 @@ class _Climb:
         final[:, :, span] = np.take_along_axis(steps, choice[:, :, None, None], axis=3)[..., 0]
         if inst.class_order:
             better &= _order_ok(data, final)  # classes apart in rank but not next in the chain, when some are absent
-        failed = np.full(n_b, -1, dtype=np.int64) if stale is None else stale.copy()
-        failed[fresh & ~better] = version[fresh & ~better]
-        self.failed[key] = failed
+        self._failed(key, fresh & ~better)
         moved = better[:, None] & (choice != still)
         if not moved.any():
             return False
@@ -1320,6 +1311,18 @@ class _Climb:
         self.class_version += moved
         self.day_version[:, span] += moved.any(axis=1)[:, None]
         return True
+
+    def _fresh(self, key: tuple) -> np.ndarray:
+        """Per branch: whether a whole-branch move (`key`) may help there — it has not failed since the branch's
+        steps last changed."""
+        stale = self.failed.get(key)
+        return np.ones(self.level.shape[0], dtype=bool) if stale is None else stale != self.class_version.sum(axis=1)
+
+    def _failed(self, key: tuple, branches: np.ndarray) -> None:
+        """Remember that the move `key` did not help at these branches, as of their steps now."""
+        failed = self.failed.get(key, np.full(self.level.shape[0], -1, dtype=np.int64)).copy()
+        failed[branches] = self.class_version.sum(axis=1)[branches]
+        self.failed[key] = failed
 
     def _order_kept(self, trial: np.ndarray, units: list[list[int]], days: list[int]) -> np.ndarray:
         """Per [branch, unit]: whether moving that unit alone keeps class_order on the days it moves."""
