@@ -21,6 +21,7 @@ with supply_tab:
 with plan_tab:
     st.caption("The optimiser moves cars overnight between branches within reach, wherever a move costs less than "
                "the rentals it saves; cars leave at 20:00 the evening before the day they are needed.")
+    ui.departures_note(start, days)
     if settings := ui.settings_form(start, days):
         ui.make_plan(actor, settings, supply)
     if plan := ui.plan_picker():

@@ -193,8 +193,24 @@ def supply(session: Session, start: date, horizon_days: int, *, forecast: pd.Dat
     return Supply(cells, source, start, horizon_days)
 
 
-def build_instance(session: Session, settings: PlanSettings, supply_view: Supply) -> dict[str, Any]:
-    """The optimiser's instance (the JSON document of `fleetdesk optimise rebalance`) for the live fleet."""
+def first_move_day(session: Session, settings: PlanSettings, *, now: datetime | None = None) -> int:
+    """The first day whose night-before move can still leave: every branch in the plan, on its own clock, must be
+    before NIGHT_DEPARTURE of that night. Day 0's cars leave the evening before `start`; after 20:00 there (or when
+    the plan starts today) the first moves are the next night's; the horizon length when no night is left."""
+    now = now or datetime.now(UTC)
+    zones = session.execute(text("SELECT DISTINCT timezone FROM locations WHERE NOT (id = ANY(:excluded))"),
+                            {"excluded": list(settings.excluded_location_ids)}).scalars().all()
+    day = 0
+    while day < settings.horizon_days and any(
+            _departure(settings.start + timedelta(days=day - 1), zone) <= now for zone in zones):
+        day += 1
+    return day
+
+
+def build_instance(session: Session, settings: PlanSettings, supply_view: Supply, *,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """The optimiser's instance (the JSON document of `fleetdesk optimise rebalance`) for the live fleet, from the
+    moment `now` (nights whose departure has passed carry no move)."""
     settings.check()
     cells = supply_view.cells[~supply_view.cells["location_id"].isin(settings.excluded_location_ids)]
     if cells.empty:
@@ -227,13 +243,16 @@ def build_instance(session: Session, settings: PlanSettings, supply_view: Supply
         "move_fixed_cost": float(settings.move_fixed_cost),
         "max_move_km": float(settings.max_move_km),
         "max_moves_out": settings.max_moves_out,
+        "first_move_day": first_move_day(session, settings, now=now),
     }
 
 
 # --- planning -------------------------------------------------------------------------------------------------------
 
-def make_plan(session: Session, actor: Actor, settings: PlanSettings, supply_view: Supply) -> PlanView:
-    """Run the optimiser on the live fleet and keep its plan for review (proposed; nothing moves yet)."""
+def make_plan(session: Session, actor: Actor, settings: PlanSettings, supply_view: Supply, *,
+              now: datetime | None = None) -> PlanView:
+    """Run the optimiser on the live fleet and keep its plan for review (proposed; nothing moves yet); no move is
+    planned on a night whose departure has passed by `now`."""
     require_role(actor, UserRole.FLEET_MANAGER, doing="plan rebalancing")
     settings.check()
     if (supply_view.start, supply_view.horizon_days) != (settings.start, settings.horizon_days):
@@ -243,7 +262,10 @@ def make_plan(session: Session, actor: Actor, settings: PlanSettings, supply_vie
     if len(currencies) != 1:
         raise InvalidInput(f"The branches price in {', '.join(sorted(currencies))}; plan the branches of one "
                            "currency at a time (exclude the others).")
-    data = build_instance(session, settings, supply_view)
+    data = build_instance(session, settings, supply_view, now=now)
+    if data["first_move_day"] >= settings.horizon_days:
+        raise InvalidInput(f"No car can move in time for {settings.start:%a %d %b} any more (cars leave at "
+                           f"{NIGHT_DEPARTURE:%H:%M} the evening before); plan from a later day or more days ahead.")
     instance = parse_instance(data)
     result = plan_rebalancing(instance, time_limit_s=settings.time_limit_s)
     if result.status not in ("optimal", "feasible"):

@@ -51,6 +51,7 @@ class RebalanceInstance:
     move_fixed_cost: float
     max_move_km: float
     max_moves_out: int | None
+    first_move_day: int = 0  # no car moves on the nights before days 0 … first_move_day - 1 (they have passed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +115,10 @@ def parse_instance(data: dict[str, Any]) -> RebalanceInstance:
     if missing:
         raise ValueError(f"lost_sale_cost has no cost for class {missing[0]!r}")
     max_moves_out = data.get("max_moves_out")
+    first_move_day = fields.whole(data.get("first_move_day", 0), "first_move_day")
+    if first_move_day > horizon:
+        raise ValueError(f"first_move_day {first_move_day} is past the horizon 0..{horizon - 1}; give at most "
+                         f"{horizon} (no moves at all)")
     return RebalanceInstance(
         horizon_days=horizon,
         classes=tuple(classes),
@@ -129,6 +134,7 @@ def parse_instance(data: dict[str, Any]) -> RebalanceInstance:
         move_fixed_cost=fields.non_negative(data.get("move_fixed_cost"), "move_fixed_cost"),
         max_move_km=fields.non_negative(data.get("max_move_km"), "max_move_km"),
         max_moves_out=None if max_moves_out is None else fields.whole(max_moves_out, "max_moves_out"),
+        first_move_day=first_move_day,
     )
 
 
@@ -239,7 +245,8 @@ def _build_network(instance: RebalanceInstance) -> _Network:
     supply = np.zeros(n_c * per_class, dtype=np.int64)
     days_b = np.repeat(np.arange(n_d), n_b)
     branches_b = np.tile(np.arange(n_b), n_d)
-    days_l = np.repeat(np.arange(n_d), len(src))
+    nights = n_d - instance.first_move_day  # the nights a car may move on: before days first_move_day …
+    days_l = np.repeat(np.arange(instance.first_move_day, n_d), len(src))
 
     def add(kind, tail, head, cap, cost, b, to, c, d):
         size = len(tail)
@@ -258,10 +265,10 @@ def _build_network(instance: RebalanceInstance) -> _Network:
         demand = instance.demand[:, c, :].T.ravel()
         big = int(instance.initial[:, c].sum() + instance.returns[:, c, :].sum())
         add(_STAY, start, avail, big, 0, branches_b, branches_b, c, days_b)
-        lane_start = base + days_l * n_b + np.tile(src, n_d)
-        lane_avail = base + n_d * n_b + days_l * n_b + np.tile(dst, n_d)
-        add(_MOVE, lane_start, lane_avail, big, np.tile(move_cost, n_d), np.tile(src, n_d), np.tile(dst, n_d), c,
-            days_l)
+        lane_start = base + days_l * n_b + np.tile(src, nights)
+        lane_avail = base + n_d * n_b + days_l * n_b + np.tile(dst, nights)
+        add(_MOVE, lane_start, lane_avail, big, np.tile(move_cost, nights), np.tile(src, nights),
+            np.tile(dst, nights), c, days_l)
         carry_head = np.where(days_b < n_d - 1, start + n_b, sink)
         add(_CARRY, avail, carry_head, big, 0, branches_b, branches_b, c, days_b)
         add(_SERVE, avail, want, demand, 0, branches_b, branches_b, c, days_b)
@@ -287,6 +294,7 @@ CROWDED_LANES = 3  # and the nearest few out of every branch that comes near a s
 MAX_COUPLED_ROUNDS = 4  # LP, bound, more lanes: rounds of it before settling for the best plan and bound
 NEAREST_LANES = 5  # lanes per branch handed to the solver at first; the rest are priced out
 PRICING_SLACK = 3000  # cents: arcs this close to paying off join the solver's network before they do
+NO_MOVE = np.iinfo(np.int64).max // 4  # the reduced cost given to a night no car may move on
 
 
 @dataclass(frozen=True, eq=False)
@@ -374,6 +382,7 @@ def _class_network(instance: RebalanceInstance, c: int, lanes: _Lanes, active: n
     ends = avail.ravel() if leave_early else avail[-1]
     end_cost = idle.ravel() if leave_early else idle[-1]
     lane_cost = lanes.cost[None, :] + out[:, lanes.src] + park[:, lanes.dst]
+    active = active[active >= instance.first_move_day * len(lanes.src)]  # flat night * lanes + lane
     day, lane = np.divmod(active, len(lanes.src))
     tail = np.concatenate([before.ravel(), avail.ravel(), ends, before[day, lanes.src[lane]]])
     head = np.concatenate([avail.ravel(), np.full(n_d * n_b + len(ends), sink), avail[day, lanes.dst[lane]]])
@@ -411,6 +420,7 @@ def _solve_class(instance: RebalanceInstance, c: int, lanes: _Lanes, *, start_ar
         flow = np.asarray(solver.flows(arcs), dtype=np.int64)
         dist = _potentials(len(net.supply), net.tail, net.head, net.capacity, net.cost, flow)
         reduced = net.lane_cost + dist[net.before][:, lanes.src] - dist[net.avail][:, lanes.dst]
+        reduced[:instance.first_move_day] = NO_MOVE  # nights that have passed: never offered
         if not (reduced < 0).any():
             break
         # arcs that are nearly worth it now tend to be worth it once the flow shifts: add them in one go

@@ -70,9 +70,10 @@ def _cell(supply: rp.Supply, location, day: int, column: str) -> int:
     return int(cells[(cells["location_id"] == location.id) & (cells["d"] == day)][column].sum())
 
 
-def _plan(session, fleet, world, **settings) -> rp.PlanView:
-    supply = rp.supply(session, START, 4, forecast=world["forecast"])
-    return rp.make_plan(session, fleet, rp.PlanSettings(start=START, horizon_days=4, **settings), supply)
+def _plan(session, fleet, world, *, now: datetime = BEFORE, forecast: pd.DataFrame | None = None,
+          **settings) -> rp.PlanView:
+    supply = rp.supply(session, START, 4, forecast=world["forecast"] if forecast is None else forecast)
+    return rp.make_plan(session, fleet, rp.PlanSettings(start=START, horizon_days=4, **settings), supply, now=now)
 
 
 def test_supply_reads_cars_on_hand_bookings_drift_and_the_workshop(session, world):
@@ -160,6 +161,31 @@ def test_a_plan_whose_first_night_has_passed_is_refused(session, fleet, world):
     with pytest.raises(Conflict, match="which has passed; make a new plan"):
         rp.approve_plan(session, fleet, plan.id, now=utc(9, 21))
     assert session.get(RebalancingPlan, plan.id).status == "proposed"
+
+
+def test_a_plan_made_after_the_first_nights_departure_moves_cars_from_the_next_night_and_can_be_approved(
+        session, fleet, world):
+    settings = rp.PlanSettings(start=START, horizon_days=4)
+    assert rp.first_move_day(session, settings, now=utc(9, 18) + timedelta(minutes=59)) == 0
+    assert rp.first_move_day(session, settings, now=utc(9, 19)) == 1  # 20:00 in London on the evening before day 0
+    assert rp.first_move_day(session, settings, now=utc(11, 22)) == 3
+    assert rp.first_move_day(session, settings, now=utc(20, 0)) == 4  # every night has passed
+    also_day_1 = pd.concat([world["forecast"], pd.DataFrame([(world["b"].id, world["type"].id, START + timedelta(days=1),
+                                                              1.0)], columns=world["forecast"].columns)])
+    plan = _plan(session, fleet, world, now=utc(9, 19), forecast=also_day_1)
+    moves = plan.moves[["from_code", "to_code", "day", "night_of", "count"]].to_dict("records")
+    assert moves == [{"from_code": "HRW", "to_code": "GTW", "day": 1, "night_of": START, "count": 1}]
+    assert plan.lost_sales == 4  # GTW's two on day 0 can no longer be reached, EDI's two never could
+    approval = rp.approve_plan(session, fleet, plan.id, now=utc(9, 19))
+    assert len(approval.transfer_ids) == 1 and approval.shortfalls == ()
+    assert session.get(Transfer, approval.transfer_ids[0]).depart_at == utc(10, 19)
+
+
+def test_a_plan_with_no_night_left_to_move_on_is_refused(session, fleet, world):
+    supply = rp.supply(session, START, 1, forecast=world["forecast"])
+    with pytest.raises(InvalidInput, match="No car can move in time for Mon 10 Jun any more"):
+        rp.make_plan(session, fleet, rp.PlanSettings(start=START, horizon_days=1), supply, now=utc(9, 19))
+    assert session.scalar(select(RebalancingPlan.id)) is None
 
 
 def test_a_discarded_plan_cannot_be_approved(session, fleet, world):

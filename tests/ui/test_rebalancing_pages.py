@@ -153,3 +153,15 @@ def drop_database(url) -> None:
     with psycopg.connect(host=url.host, port=url.port, user=url.username, password=url.password, dbname="postgres",
                          autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
+def test_planning_from_today_says_when_the_first_moves_can_leave(page_db):
+    at = _open_rebalancing()
+    today = datetime.now(UTC).date()  # the page's today, the earliest start it offers
+    at.date_input(key="rebalancing-start").set_value(today).run()
+    assert not at.exception, at.exception
+    notes = [i.value for i in at.info if "the first moves leave" in i.value]
+    # before 20:00 tonight's cars can still leave (for tomorrow); after it, tomorrow evening's are the first
+    evenings = [today + timedelta(days=k) for k in (0, 1)]
+    assert len(notes) == 1 and any(f"leave on the evening of {e:%a %d %b}" in notes[0] for e in evenings), notes
+

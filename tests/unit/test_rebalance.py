@@ -76,6 +76,7 @@ def check_plan(data: dict[str, Any], plan: dict[str, Any]) -> float:
     on_hand = {(b, c): initial.get((b, c), 0) for b in branches for c in data["classes"]}
     for day in range(data["horizon_days"]):
         tonight = [m for m in plan["moves"] if m["day"] == day]
+        assert not tonight or day >= data.get("first_move_day", 0), "a car moved on a night that has passed"
         out = {key: 0 for key in on_hand}
         inn = {key: 0 for key in on_hand}
         for m in tonight:
@@ -116,7 +117,9 @@ def oracle(data: dict[str, Any]) -> int | None:
     lanes = [(i, j) for i in ids for j in ids
              if i != j and km(branches[i], branches[j]) <= data["max_move_km"]]
     total = sum(initial.values()) + sum(returns.values())
-    move = {(i, j, c, d): model.new_int_var(0, total, "") for i, j in lanes for c in classes for d in days}
+    first = data.get("first_move_day", 0)
+    move = {(i, j, c, d): model.new_int_var(0, total if d >= first else 0, "") for i, j in lanes for c in classes
+            for d in days}
     served = {(b, c, d): model.new_int_var(0, demand.get((b, c, d), 0), "") for b in ids for c in classes
               for d in days}
     start = {(b, c): initial.get((b, c), 0) for b in ids for c in classes}
@@ -197,6 +200,21 @@ def test_cost_equals_an_independent_exact_model(seed: int, capacity: bool, moves
     assert check_plan(data, plan) == pytest.approx(plan["objective"], abs=0.005 * (1 + plan["stats"]["cars_moved"]))
 
 
+@pytest.mark.parametrize("capacity,moves_out", [(False, False), (True, True)], ids=["pure-flow", "both"])
+@pytest.mark.parametrize("seed", range(8))
+def test_nights_that_have_passed_carry_no_move_and_the_rest_stay_optimal(seed: int, capacity: bool,
+                                                                         moves_out: bool) -> None:
+    data = random_instance(seed, capacity=capacity, moves_out=moves_out)
+    data["first_move_day"] = 1 + seed % 2
+    expected = oracle(data)
+    plan = solve(data)
+    if expected is None:
+        assert plan["status"] == "infeasible" and plan["reason"]
+        return
+    assert plan["status"] == "optimal" and round(plan["objective"] * 100) == expected
+    assert check_plan(data, plan) == pytest.approx(plan["objective"], abs=0.005 * (1 + plan["stats"]["cars_moved"]))
+
+
 # ---------------------------------------------------------------- pricing out lanes is exact
 
 
@@ -230,6 +248,22 @@ def test_pricing_out_lanes_costs_the_same_as_the_whole_network(seed: int) -> Non
     assert priced["status"] == full["status"] == "optimal"
     assert priced["objective"] == full["objective"] and priced["bound"] == priced["objective"]
     assert priced["stats"]["cars_moved"] > 0
+    assert check_plan(data, priced) == pytest.approx(priced["objective"],
+                                                     abs=0.005 * (1 + priced["stats"]["cars_moved"]))
+
+
+@pytest.mark.parametrize("limits", [False, True], ids=["pure-flow", "shared-limits"])
+@pytest.mark.parametrize("seed", range(4))
+def test_pricing_out_never_offers_a_night_that_has_passed(seed: int, limits: bool) -> None:
+    data = {**spread_instance(seed, capacity=limits, moves_out=limits), "first_move_day": 1}
+    priced, full = solve(data, method="priced"), solve(data, method="full")
+    if full["status"] == "infeasible":
+        assert priced["status"] in ("infeasible", "unknown")
+        return
+    assert priced["bound"] <= full["objective"] <= priced["objective"]
+    if not limits:
+        assert priced["objective"] == full["objective"]
+    assert priced["stats"]["cars_moved"] > 0 and min(m["day"] for m in priced["moves"]) >= 1
     assert check_plan(data, priced) == pytest.approx(priced["objective"],
                                                      abs=0.005 * (1 + priced["stats"]["cars_moved"]))
 
@@ -277,6 +311,17 @@ def test_a_car_moves_the_night_before_it_is_wanted() -> None:
     assert plan["moves"] == [{"from": "A", "to": "B", "class": "suv", "day": 0, "count": 1}]
     assert plan["objective"] == pytest.approx(ONE_MOVE, abs=0.005)
     assert plan["stats"] == {**plan["stats"], "cars_moved": 1, "demand_covered_pct": 100.0}
+
+
+def test_once_tonight_has_passed_the_first_move_is_tomorrow_night() -> None:
+    wanted = [{"branch": "B", "class": "suv", "day": 0, "count": 1}, {"branch": "B", "class": "suv", "day": 1,
+                                                                       "count": 1}]
+    plan = solve(instance(initial=[{"branch": "A", "class": "suv", "count": 2}], demand=wanted, first_move_day=1))
+    assert plan["moves"] == [{"from": "A", "to": "B", "class": "suv", "day": 1, "count": 1}]
+    assert plan["lost_sales"] == [{"branch": "B", "class": "suv", "day": 0, "count": 1}]
+    assert plan["objective"] == pytest.approx(150 + ONE_MOVE, abs=0.005)
+    assert solve(instance(initial=[{"branch": "A", "class": "suv", "count": 2}], demand=wanted,
+                          first_move_day=2))["moves"] == []
 
 
 def test_a_sale_cheaper_than_the_move_is_lost() -> None:
@@ -441,6 +486,9 @@ def broken(path: str, value: Any) -> dict[str, Any]:
     ("max_move_km", KeyError, "max_move_km is missing"),
     ("max_moves_out", -1, "max_moves_out"),
     ("horizon_days", 0, "horizon_days"),
+    ("first_move_day", 3, "first_move_day 3 is past the horizon"),
+    ("first_move_day", -1, "first_move_day must not be negative"),
+    ("first_move_day", 0.5, "first_move_day must be a whole number"),
     ("classes", ["suv", "suv"], "duplicate class"),
 ])
 def test_bad_input_is_refused_naming_the_problem(path: str, value: Any, fragment: str) -> None:
