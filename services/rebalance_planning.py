@@ -207,6 +207,14 @@ def first_move_day(session: Session, settings: PlanSettings, *, now: datetime | 
     return day
 
 
+def too_late(settings: PlanSettings) -> str:
+    """What to say when no night of the horizon can carry a move any more."""
+    last = settings.start + timedelta(days=settings.horizon_days - 1)
+    days = f"{settings.start:%a %d %b}" + ("" if last == settings.start else f" to {last:%a %d %b}")
+    return (f"No car can move in time for {days} any more (cars leave at {NIGHT_DEPARTURE:%H:%M} the evening "
+            "before); plan from a later day or more days ahead.")
+
+
 def build_instance(session: Session, settings: PlanSettings, supply_view: Supply, *,
                    now: datetime | None = None) -> dict[str, Any]:
     """The optimiser's instance (the JSON document of `fleetdesk optimise rebalance`) for the live fleet, from the
@@ -264,8 +272,7 @@ def make_plan(session: Session, actor: Actor, settings: PlanSettings, supply_vie
                            "currency at a time (exclude the others).")
     data = build_instance(session, settings, supply_view, now=now)
     if data["first_move_day"] >= settings.horizon_days:
-        raise InvalidInput(f"No car can move in time for {settings.start:%a %d %b} any more (cars leave at "
-                           f"{NIGHT_DEPARTURE:%H:%M} the evening before); plan from a later day or more days ahead.")
+        raise InvalidInput(too_late(settings))
     instance = parse_instance(data)
     result = plan_rebalancing(instance, time_limit_s=settings.time_limit_s)
     if result.status not in ("optimal", "feasible"):

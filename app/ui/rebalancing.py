@@ -154,19 +154,18 @@ def surplus_deck(per_branch: pd.DataFrame, basemap: str | None) -> pdk.Deck:
 
 def departures_note(start: date, days: int) -> None:
     """Say so when the first nights of the horizon can no longer carry a move (their departure has passed)."""
+    settings = rp.PlanSettings(start=start, horizon_days=days)
     with session() as s:
-        first = rp.first_move_day(s, rp.PlanSettings(start=start, horizon_days=days))
+        first = rp.first_move_day(s, settings)
     if first == 0:
         return
-    leave = f"{rp.NIGHT_DEPARTURE:%H:%M}"
     if first >= days:
-        st.warning(f"No car can move in time for these days any more (cars leave at {leave} the evening before): "
-                   "plan from a later day or more days ahead.", icon=":material/schedule:")
+        st.warning(rp.too_late(settings), icon=":material/schedule:")
         return
     first_day = start + timedelta(days=first)
-    st.info(f"It is past {leave} on {first_day - timedelta(days=2):%a %d %b}: the first moves leave on the evening "
-            f"of {first_day - timedelta(days=1):%a %d %b}, for {first_day:%a %d %b}. Until then each branch makes "
-            "do with the cars it has.", icon=":material/schedule:")
+    st.info(f"It is past {rp.NIGHT_DEPARTURE:%H:%M} on {first_day - timedelta(days=2):%a %d %b}: the first moves "
+            f"leave on the evening of {first_day - timedelta(days=1):%a %d %b}, for {first_day:%a %d %b}. Until then "
+            "each branch makes do with the cars it has.", icon=":material/schedule:")
 
 
 def settings_form(start: date, days: int) -> rp.PlanSettings | None:

@@ -294,7 +294,7 @@ CROWDED_LANES = 3  # and the nearest few out of every branch that comes near a s
 MAX_COUPLED_ROUNDS = 4  # LP, bound, more lanes: rounds of it before settling for the best plan and bound
 NEAREST_LANES = 5  # lanes per branch handed to the solver at first; the rest are priced out
 PRICING_SLACK = 3000  # cents: arcs this close to paying off join the solver's network before they do
-NO_MOVE = np.iinfo(np.int64).max // 4  # the reduced cost given to a night no car may move on
+NO_MOVE = np.iinfo(np.int64).max // 4  # the cost of a move on a night that has passed: never worth offering
 
 
 @dataclass(frozen=True, eq=False)
@@ -352,7 +352,7 @@ class _ClassNetwork:
     n_fixed: int
     before: np.ndarray  # [night, branch]: the node a car leaves from on that night
     avail: np.ndarray  # [day, branch]: the node of the cars available that day
-    lane_cost: np.ndarray  # [night, lane], prices included
+    lane_cost: np.ndarray  # [night, lane], prices included; NO_MOVE on nights that have passed
     constant: int
 
 
@@ -382,6 +382,8 @@ def _class_network(instance: RebalanceInstance, c: int, lanes: _Lanes, active: n
     ends = avail.ravel() if leave_early else avail[-1]
     end_cost = idle.ravel() if leave_early else idle[-1]
     lane_cost = lanes.cost[None, :] + out[:, lanes.src] + park[:, lanes.dst]
+    # nights that have passed carry no arc, and their cost keeps pricing from ever offering them
+    lane_cost[:instance.first_move_day] = NO_MOVE
     active = active[active >= instance.first_move_day * len(lanes.src)]  # flat night * lanes + lane
     day, lane = np.divmod(active, len(lanes.src))
     tail = np.concatenate([before.ravel(), avail.ravel(), ends, before[day, lanes.src[lane]]])
@@ -420,7 +422,6 @@ def _solve_class(instance: RebalanceInstance, c: int, lanes: _Lanes, *, start_ar
         flow = np.asarray(solver.flows(arcs), dtype=np.int64)
         dist = _potentials(len(net.supply), net.tail, net.head, net.capacity, net.cost, flow)
         reduced = net.lane_cost + dist[net.before][:, lanes.src] - dist[net.avail][:, lanes.dst]
-        reduced[:instance.first_move_day] = NO_MOVE  # nights that have passed: never offered
         if not (reduced < 0).any():
             break
         # arcs that are nearly worth it now tend to be worth it once the flow shifts: add them in one go

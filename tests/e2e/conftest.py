@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("FLEETDESK_SCREENSHOTS", ROOT / ".fleetdesk" / "shots"))
 CHROMIUM = os.environ.get("FLEETDESK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync", "--use-angle=swiftshader",
@@ -88,15 +89,15 @@ def browser():
         browser.close()
 
 
+CALL_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed
     return report
-
-
-CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
@@ -113,10 +114,23 @@ def _show_what_the_user_saw(page, name: str) -> None:
     """A failed browser test prints the page's text (CI keeps only the output) and keeps a screenshot."""
     try:
         shown = page.locator("body").inner_text(timeout=5_000)
-        shots = ROOT / ".fleetdesk" / "shots"
-        shots.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shots / f"FAILED_{name}.png"), full_page=True, timeout=10_000)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"FAILED_{name}.png"), full_page=True, timeout=10_000)
     except Exception as error:  # the page may be gone; the test's own failure is what matters
         print(f"\n--- {name}: the page could not be read after the failure: {error}")
         return
     print(f"\n--- what the page showed when {name} failed (last 3,000 characters) ---\n{shown[-3000:]}")
+
+
+def sign_in(page, base_url: str, email: str, password: str) -> None:
+    page.goto(base_url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Sign in to Fleetdesk").wait_for(timeout=60_000)
+    page.get_by_role("textbox", name="Email").fill(email)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def settled(page) -> None:
+    """Wait until Streamlit has finished the run the last action started (its status widget is gone): elements
+    drawn before the end of a run may still be replaced (a deck.gl canvas detached mid-scroll on a loaded machine)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)

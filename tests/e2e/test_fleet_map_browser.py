@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
 
 from db.session import make_engine
 from services.staff import DEMO_STAFF
+from tests.e2e.conftest import SHOTS, settled, sign_in
 
 pytestmark = pytest.mark.e2e
 FLEET_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "fleet@fleetdesk.demo")
-SHOTS = Path(os.environ.get("FLEETDESK_SCREENSHOTS", Path(__file__).resolve().parents[2] / ".fleetdesk" / "shots"))
 
 
 def _count(url, sql: str) -> int:
@@ -23,20 +20,6 @@ def _count(url, sql: str) -> int:
             return conn.execute(text(sql)).scalar_one()
     finally:
         engine.dispose()
-
-
-def sign_in(page, base_url: str, email: str, password: str) -> None:
-    page.goto(base_url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name="Sign in to Fleetdesk").wait_for(timeout=60_000)
-    page.get_by_role("textbox", name="Email").fill(email)
-    page.get_by_role("textbox", name="Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def settled(page) -> None:
-    """Wait until Streamlit has finished the run the last action started (its status widget is gone): elements
-    drawn before the end of a run may still be replaced (a deck.gl canvas detached mid-scroll on a loaded machine)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
 
 
 def test_fleet_map_renders_the_map_and_the_status_counts(live_app, page, demo_url):

@@ -10,7 +10,8 @@ from db.models import UserRole, VehicleStatus
 from db.session import make_engine, session_scope
 from services import vehicles
 from services.actors import Actor
-from tests.e2e.test_fleet_map_browser import FLEET_PASSWORD, sign_in
+from tests.e2e.conftest import sign_in
+from tests.e2e.test_fleet_map_browser import FLEET_PASSWORD
 
 pytestmark = pytest.mark.e2e
 FLEET = Actor(None, "fleet@example.test", UserRole.FLEET_MANAGER, "Fleet")

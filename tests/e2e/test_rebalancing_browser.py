@@ -22,8 +22,7 @@ from services.staff import DEMO_STAFF
 from tests import factories as f
 from tests.conftest import recreate_database
 from tests.db_helpers import scalar
-from tests.e2e.conftest import serve_app
-from tests.e2e.test_fleet_map_browser import SHOTS, settled, sign_in
+from tests.e2e.conftest import SHOTS, serve_app, settled, sign_in
 
 pytestmark = pytest.mark.e2e
 FLEET_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "fleet@fleetdesk.demo")

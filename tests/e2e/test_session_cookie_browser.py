@@ -9,7 +9,7 @@ import pytest
 
 from services.staff import DEMO_STAFF
 from tests.db_helpers import scalar
-from tests.e2e.test_fleet_map_browser import sign_in
+from tests.e2e.conftest import sign_in
 
 pytestmark = pytest.mark.e2e
 DESK_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "desk@fleetdesk.demo")

@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from db.session import make_engine
 from services.staff import DEMO_STAFF
-from tests.e2e.test_fleet_map_browser import SHOTS, settled, sign_in
+from tests.e2e.conftest import SHOTS, settled, sign_in
 
 pytestmark = pytest.mark.e2e
 DESK_PASSWORD = next(p for e, _, _, p in DEMO_STAFF if e == "desk@fleetdesk.demo")
