@@ -382,9 +382,9 @@ def _class_network(instance: RebalanceInstance, c: int, lanes: _Lanes, active: n
     ends = avail.ravel() if leave_early else avail[-1]
     end_cost = idle.ravel() if leave_early else idle[-1]
     lane_cost = lanes.cost[None, :] + out[:, lanes.src] + park[:, lanes.dst]
-    # nights that have passed carry no arc, and their cost keeps pricing from ever offering them
-    lane_cost[:instance.first_move_day] = NO_MOVE
-    active = active[active >= instance.first_move_day * len(lanes.src)]  # flat night * lanes + lane
+    if instance.first_move_day:  # nights that have passed carry no arc; their cost keeps pricing from offering them
+        lane_cost[:instance.first_move_day] = NO_MOVE
+        active = active[active >= instance.first_move_day * len(lanes.src)]  # flat night * lanes + lane
     day, lane = np.divmod(active, len(lanes.src))
     tail = np.concatenate([before.ravel(), avail.ravel(), ends, before[day, lanes.src[lane]]])
     head = np.concatenate([avail.ravel(), np.full(n_d * n_b + len(ends), sink), avail[day, lanes.dst[lane]]])
